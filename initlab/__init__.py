@@ -1,0 +1,1 @@
+"""initlab: see what a weight-initialization scheme does to a PyTorch network."""
