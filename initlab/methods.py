@@ -104,14 +104,14 @@ def truncated_normal_std(mean: float, std: float, a: float, b: float) -> float:
     return std * math.sqrt(1 + shift - centre**2)
 
 
-def _kaiming_gain(p: Params) -> float:
+def kaiming_gain(p: Params) -> float:
     if p["nonlinearity"] in ("gelu", "silu", "elu", "mish"):
         return estimated_gain(p["nonlinearity"])
     return nn.init.calculate_gain(p["nonlinearity"], p["a"])
 
 
 def _kaiming_std(shape: Shape, p: Params) -> float:
-    return _kaiming_gain(p) / math.sqrt(_fan(shape, p["mode"]))
+    return kaiming_gain(p) / math.sqrt(_fan(shape, p["mode"]))
 
 
 def _kaiming_call(kind: str) -> Callable[[Shape, Params], Call]:
@@ -299,13 +299,22 @@ class MethodSpec:
         """Short text such as `xavier_normal(gain='tanh')` for tables and legends."""
         args = ", ".join(f"{k}={v!r}" for k, v in self.params)
         scale = f" × {self.scale:g}" if self.scale != 1.0 else ""
-        return f"{self.method}({args}){scale}"
+        return f"{self.method}({args}){scale}" if args else f"{self.method}{scale}"
 
     def call(self, shape: Shape) -> Call | None:
         return self.entry.call(shape, self.kwargs)
 
     def expected_std(self, shape: Shape) -> float:
         return abs(self.scale) * self.entry.expected_std(shape, self.kwargs)
+
+    def gain(self) -> float:
+        """The numeric gain this spec uses (NaN for methods without one)."""
+        kwargs = self.kwargs
+        if "gain" in kwargs:
+            return resolve_gain(kwargs["gain"])
+        if "nonlinearity" in kwargs:
+            return kaiming_gain(kwargs)
+        return math.nan
 
     def rank_problem(self, shape: Shape) -> str | None:
         """Why this method cannot initialize a tensor of this shape, or None if it can."""

@@ -50,6 +50,8 @@ class Param:
 
     def check(self, value: Any, where: str) -> Any:
         """Return `value` normalised to the declared kind, or raise ValueError naming `where`."""
+        if value is None and self.default is None:
+            return None  # an optional parameter left out
         try:
             return _CHECKS[self.kind](self, value)
         except (TypeError, ValueError):

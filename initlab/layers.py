@@ -1,0 +1,88 @@
+"""Layer families and roles: how initlab names and classifies modules.
+
+A rule's `layers` is a family from FAMILIES or an exact class name. A probe row's `role` says
+whether a module's output is a pre-activation (a layer with weights), a normalization, an
+activation or something else; it selects the rows of "variance by depth".
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+from torch.nn.modules import activation as _activation
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+FAMILIES: dict[str, tuple[type[nn.Module], ...]] = {
+    "Linear": (nn.Linear, nn.Bilinear),
+    "Conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d),
+    "ConvTranspose": (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
+    "BatchNorm": (_BatchNorm,),
+    "LayerNorm": (nn.LayerNorm,),
+    "GroupNorm": (nn.GroupNorm,),
+    "InstanceNorm": (_InstanceNorm,),
+    "RMSNorm": (nn.RMSNorm,),
+    "Embedding": (nn.Embedding, nn.EmbeddingBag),
+    "RNN": (nn.RNNBase, nn.RNNCellBase),
+    "MultiheadAttention": (nn.MultiheadAttention,),
+}
+NORM_FAMILIES = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm")
+NORMS = tuple(cls for fam in NORM_FAMILIES for cls in FAMILIES[fam])
+# Bounded activations: where their outputs count as saturated (within 1% of a bound).
+SATURATION: dict[type[nn.Module], tuple[float, float]] = {
+    nn.Tanh: (-1.0, 1.0),
+    nn.Sigmoid: (0.0, 1.0),
+    nn.Hardtanh: (-1.0, 1.0),
+    nn.Softsign: (-1.0, 1.0),
+    nn.Hardsigmoid: (0.0, 1.0),
+}
+
+
+def family_of(module: nn.Module) -> str:
+    """The family a module belongs to, or its class name when it is in none."""
+    for family, classes in FAMILIES.items():
+        if isinstance(module, classes):
+            return family
+    return type(module).__name__
+
+
+def matches_layers(module: nn.Module, layers: str) -> bool:
+    """True when `module` is in family `layers` or its class is named exactly `layers`."""
+    classes = FAMILIES.get(layers)
+    if classes is not None:
+        return isinstance(module, classes)
+    return type(module).__name__ == layers
+
+
+def role_of(module: nn.Module) -> str:
+    """'norm', 'weight', 'activation' or 'other' (see the module docstring)."""
+    if isinstance(module, NORMS):
+        return "norm"
+    if any("weight" in name for name, _ in module.named_parameters(recurse=False)):
+        return "weight"
+    if type(module).__module__ == _activation.__name__:
+        return "activation"
+    return "other"
+
+
+def saturation_bounds(module: nn.Module) -> tuple[float, float] | None:
+    for cls, bounds in SATURATION.items():
+        if isinstance(module, cls):
+            return bounds
+    return None
+
+
+def default_std(module: nn.Module, param: str, shape: tuple[int, ...]) -> float:
+    """The std PyTorch's own reset_parameters gives this parameter, where it is known."""
+    if isinstance(module, NORMS):
+        return 0.0  # weight 1, bias 0
+    if isinstance(module, nn.Embedding):
+        return 1.0
+    if isinstance(module, (nn.Linear, *FAMILIES["Conv"], *FAMILIES["ConvTranspose"])):
+        # kaiming_uniform_(a=sqrt(5)) on weights and U(±1/sqrt(fan_in)) on biases: both
+        # are uniform with bound 1/sqrt(fan_in), i.e. std 1/sqrt(3·fan_in).
+        weight = module.weight
+        fan_in = weight.shape[1] * math.prod(weight.shape[2:])
+        return 1.0 / math.sqrt(3.0 * fan_in)
+    return math.nan

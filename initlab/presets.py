@@ -1,0 +1,122 @@
+"""Presets: named schemes that ship with initlab, each with a one-line "why" and its source.
+
+A preset is built for a model's activation (the nonlinearity name its gain comes from), so
+"Kaiming" on a tanh MLP uses tanh's gain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from initlab.methods import parse_method_spec
+from initlab.schemes import Scheme
+
+WEIGHTED = ("Linear", "Conv", "ConvTranspose")  # families a fan-based preset initializes
+NORMS = ("BatchNorm", "LayerNorm", "GroupNorm")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    title: str
+    why: str
+    source: str
+    rules: Callable[[str], list[dict]]  # activation -> rule dicts
+
+    def scheme(self, activation: str = "relu") -> Scheme:
+        rules = self.rules(activation)
+        return Scheme.from_dict({"name": self.title, "rules": rules}, f"preset {self.name}")
+
+
+def _kaiming_nonlinearity(activation: str) -> dict:
+    if activation == "leaky_relu":
+        return {"nonlinearity": "leaky_relu", "a": 0.01}
+    return {"nonlinearity": activation, "a": 0.0}
+
+
+def _all_weighted(weight: dict, bias: dict | str = "zeros") -> list[dict]:
+    return [{"layers": fam, "weight": weight, "bias": bias} for fam in WEIGHTED]
+
+
+def _norms_identity() -> list[dict]:
+    return [{"layers": fam, "weight": "ones", "bias": "zeros"} for fam in NORMS]
+
+
+def _kaiming(mode: str) -> Callable[[str], list[dict]]:
+    def rules(act: str) -> list[dict]:
+        weight = {"method": "kaiming_normal", "mode": mode, **_kaiming_nonlinearity(act)}
+        return _all_weighted(weight) + _norms_identity()
+
+    return rules
+
+
+def _xavier(kind: str) -> Callable[[str], list[dict]]:
+    return lambda act: _all_weighted({"method": f"xavier_{kind}", "gain": act})
+
+
+def _plain(weight: dict | str) -> Callable[[str], list[dict]]:
+    return lambda act: [*_all_weighted(weight), {"layers": "Embedding", "weight": weight}]
+
+
+def _recipe(act: str) -> list[dict]:
+    return [
+        {"layers": "Conv2d", "weight": "xavier_normal", "bias": "zeros"},
+        {"layers": "BatchNorm2d", "weight": "ones", "bias": "zeros"},
+        {"layers": "Linear", "weight": {"method": "normal", "mean": 0.0, "std": 0.01},
+         "bias": "zeros"},
+    ]  # fmt: skip
+
+
+_ENTRIES = [
+    Preset("pytorch_default", "PyTorch default",
+           "no rules: every module keeps its own reset_parameters() (kaiming_uniform, a=√5)",
+           "torch.nn module defaults", lambda act: []),
+    Preset("recipe", "The recipe",
+           "the classic two-step recipe: Conv2d xavier_normal, BatchNorm2d 1/0, Linear N(0, 0.01)",
+           "the PyTorch weight-initialization recipe this tool grew from", _recipe),
+    Preset("kaiming_normal", "Kaiming normal",
+           "keeps forward variance constant through rectifiers: std = gain/√fan_in",
+           "He et al. 2015, Delving Deep into Rectifiers", _kaiming("fan_in")),
+    Preset("kaiming_normal_fan_out", "Kaiming normal (fan_out)",
+           "keeps backward (gradient) variance constant: std = gain/√fan_out",
+           "He et al. 2015; torchvision's ResNet init", _kaiming("fan_out")),
+    Preset("xavier_normal", "Xavier normal",
+           "balances forward and backward variance: std = gain·√(2/(fan_in+fan_out))",
+           "Glorot & Bengio 2010, with torch's calculate_gain for the model's activation",
+           _xavier("normal")),
+    Preset("xavier_uniform", "Xavier uniform",
+           "as Xavier normal, uniform: bound = gain·√(6/(fan_in+fan_out))",
+           "Glorot & Bengio 2010, with torch's calculate_gain for the model's activation",
+           _xavier("uniform")),
+    Preset("lecun_normal", "LeCun normal",
+           "std = 1/√fan_in (truncated normal): what SELU self-normalization assumes",
+           "LeCun et al. 1998; Klambauer et al. 2017", _plain("lecun_normal")),
+    Preset("orthogonal", "Orthogonal",
+           "orthogonal weights with the activation's gain: dynamical isometry in deep nets",
+           "Saxe et al. 2013", lambda act: _all_weighted({"method": "orthogonal", "gain": act})),
+    Preset("zeros", "All zeros",
+           "every weight 0: the symmetry every unit shares and gradient descent cannot break",
+           "any deep learning course", _plain("zeros")),
+    Preset("too_small", "Too small: N(0, 0.01)",
+           "a fixed small std: activations vanish layer after layer",
+           "Glorot & Bengio 2010, section 4", _plain({"method": "normal", "std": 0.01})),
+    Preset("too_large", "Too large: N(0, 1)",
+           "a fixed std of 1: activations explode (or saturate) layer after layer",
+           "Glorot & Bengio 2010, section 4", _plain({"method": "normal", "std": 1.0})),
+]  # fmt: skip
+
+PRESETS: dict[str, Preset] = {p.name: p for p in _ENTRIES}
+
+
+def preset(name: str, activation: str = "relu") -> Scheme:
+    """The scheme of preset `name`, with gains for `activation`."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
+    entry = PRESETS[name]
+    scheme = entry.scheme(activation)
+    return Scheme(scheme.name, scheme.rules, name)
+
+
+# parse_method_spec is imported so preset rule dicts are validated by the same code as users'.
+__all__ = ["PRESETS", "Preset", "parse_method_spec", "preset"]

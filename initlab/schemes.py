@@ -1,0 +1,215 @@
+"""Rules and schemes: which method each parameter of a model gets, and applying it.
+
+A scheme is an ordered list of rules; for every module (in `named_modules()` order) the first
+matching rule decides. Parameters whose name contains "weight" get the rule's weight method,
+those containing "bias" its bias method; everything unmatched keeps PyTorch's default.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from initlab.layers import FAMILIES, default_std, matches_layers
+from initlab.methods import METHODS, MethodSpec, fans, parse_method_spec
+
+PARAMS_COLUMNS = ["param", "layer", "type", "shape", "method", "fan_in", "fan_out", "gain",
+                  "expected_std"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Layers of family (or class) `layers`, optionally with a qualified name matching the glob
+    `name`, get `weight` for their weight parameters and `bias` for their bias parameters."""
+
+    layers: str
+    weight: MethodSpec = field(default_factory=MethodSpec)
+    bias: MethodSpec = field(default_factory=MethodSpec)
+    name: str | None = None
+
+    def matches(self, qualname: str, module: nn.Module) -> bool:
+        if self.name is not None and not fnmatch.fnmatchcase(qualname, self.name):
+            return False
+        return matches_layers(module, self.layers)
+
+    def spec_for(self, param: str) -> MethodSpec:
+        if "weight" in param:
+            return self.weight
+        if "bias" in param:
+            return self.bias
+        return MethodSpec()
+
+    def label(self) -> str:
+        where = f" named {self.name}" if self.name else ""
+        return f"{self.layers}{where}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"layers": self.layers}
+        if self.name is not None:
+            out["name"] = self.name
+        out["weight"] = self.weight.to_dict() if self.weight.method != "default" else "default"
+        out["bias"] = self.bias.to_dict() if self.bias.method != "default" else "default"
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> Rule:
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: a rule must be an object with 'layers'; got {d!r}")
+        unknown = set(d) - {"layers", "name", "weight", "bias"}
+        if unknown:
+            raise ValueError(f"{where}: unknown field '{sorted(unknown)[0]}'; allowed: "
+                             "layers, name, weight, bias")  # fmt: skip
+        layers, name = d.get("layers"), d.get("name")
+        if not isinstance(layers, str) or not layers.strip():
+            raise ValueError(f"{where}.layers: must be a layer family ({', '.join(FAMILIES)}) "
+                             f"or a class name; got {layers!r}")  # fmt: skip
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"{where}.name: must be a glob on the module name; got {name!r}")
+        weight = parse_method_spec(d.get("weight"), f"{where}.weight")
+        bias = parse_method_spec(d.get("bias"), f"{where}.bias")
+        return cls(layers.strip(), weight, bias, name)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A named, ordered list of rules. First matching rule wins."""
+
+    name: str
+    rules: tuple[Rule, ...] = ()
+    preset: str | None = None  # the preset it came from, if any (informational)
+
+    def rule_for(self, qualname: str, module: nn.Module) -> tuple[int, Rule] | None:
+        for index, rule in enumerate(self.rules):
+            if rule.matches(qualname, module):
+                return index, rule
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.preset:
+            out["preset"] = self.preset
+        out["rules"] = [rule.to_dict() for rule in self.rules]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "scheme", activation: str = "relu") -> Scheme:
+        """Validate a scheme dict; `{"preset": ...}` alone takes the preset's rules."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: a scheme must be an object; got {d!r}")
+        unknown = set(d) - {"name", "rules", "preset"}
+        if unknown:
+            raise ValueError(f"{where}: unknown field '{sorted(unknown)[0]}'; allowed: "
+                             "name, rules, preset")  # fmt: skip
+        if "rules" not in d and "preset" in d:
+            return _from_preset(d, where, activation)
+        rules = d.get("rules")
+        if not isinstance(rules, list):
+            raise ValueError(f"{where}.rules: must be a list of rules (or give a 'preset')")
+        name = _scheme_name(d.get("name", "scheme"), where)
+        parsed = tuple(Rule.from_dict(r, f"{where}.rules.{i}") for i, r in enumerate(rules))
+        return cls(name, parsed, d.get("preset"))
+
+
+def _scheme_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where}.name: must be a non-empty text; got {name!r}")
+    return name.strip()
+
+
+def _from_preset(d: dict[str, Any], where: str, activation: str) -> Scheme:
+    from initlab.presets import PRESETS, preset
+
+    key = d["preset"]
+    if key not in PRESETS:
+        raise ValueError(f"{where}.preset: unknown preset {key!r}; choose one of: "
+                         f"{', '.join(PRESETS)}")  # fmt: skip
+    scheme = preset(key, activation=activation)
+    name = _scheme_name(d.get("name", scheme.name), where)
+    return Scheme(name, scheme.rules, key)
+
+
+# ---------------------------------------------------------------- walking a model
+
+
+@dataclass(frozen=True)
+class Target:
+    """One parameter of a model, with the rule (if any) that decides its method."""
+
+    param: str  # qualified parameter name
+    layer: str  # qualified module name
+    module: nn.Module
+    tensor: nn.Parameter
+    rule_index: int | None
+    spec: MethodSpec
+
+
+def targets(model: nn.Module, scheme: Scheme) -> Iterator[Target]:
+    """Every parameter once, in named_modules() order, with the method the scheme gives it."""
+    seen: set[int] = set()  # tied parameters are initialized once, by their first module
+    for qualname, module in model.named_modules():
+        found = scheme.rule_for(qualname, module)
+        for pname, tensor in module.named_parameters(recurse=False):
+            if id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            index, spec = (found[0], found[1].spec_for(pname)) if found else (None, MethodSpec())
+            full = f"{qualname}.{pname}" if qualname else pname
+            yield Target(full, qualname, module, tensor, index, spec)
+
+
+def validate_scheme(scheme: Scheme, model: nn.Module) -> None:
+    """Raise ValueError naming the scheme, rule and parameter if any method can't apply."""
+    for t in targets(model, scheme):
+        shape = tuple(t.tensor.shape)
+        problem = t.spec.rank_problem(shape) if t.tensor.numel() else None
+        if problem:
+            rule = scheme.rules[t.rule_index]
+            raise ValueError(
+                f"scheme '{scheme.name}', rule {t.rule_index} ({rule.label()}): "
+                f"{t.param}, shape {shape}: {problem}"
+            )
+
+
+def apply_scheme(
+    model: nn.Module, scheme: Scheme, generator: torch.Generator | None = None
+) -> pd.DataFrame:
+    """Initialize `model` in place; return the params table (what each tensor got)."""
+    validate_scheme(scheme, model)
+    rows = []
+    with torch.no_grad():
+        for t in targets(model, scheme):
+            _init_one(t, generator)
+            rows.append(_param_row(t))
+    return pd.DataFrame(rows, columns=PARAMS_COLUMNS)
+
+
+def _init_one(t: Target, generator: torch.Generator | None) -> None:
+    call = t.spec.call(tuple(t.tensor.shape)) if t.tensor.numel() else None
+    if call is None:
+        return
+    call.run(t.tensor, generator)
+    if t.spec.scale != 1.0:
+        t.tensor.mul_(t.spec.scale)
+
+
+def _param_row(t: Target) -> dict[str, Any]:
+    shape = tuple(t.tensor.shape)
+    method = METHODS[t.spec.method]
+    fan_in, fan_out = fans(shape) if len(shape) >= 2 else (math.nan, math.nan)
+    if t.spec.method == "default":
+        expected = default_std(t.module, t.param.rsplit(".", 1)[-1], shape)
+    else:
+        expected = t.spec.expected_std(shape) if t.tensor.numel() else math.nan
+    return {
+        "param": t.param, "layer": t.layer, "type": type(t.module).__name__,
+        "shape": str(shape), "method": t.spec.label() if method.name != "default" else "default",
+        "fan_in": fan_in, "fan_out": fan_out, "gain": t.spec.gain(),
+        "expected_std": expected,
+    }  # fmt: skip
