@@ -1,0 +1,333 @@
+"""The experiment: model + random input + seeds + schemes, validated; and `run`, the one
+orchestrator that turns an experiment into Results.
+
+Every (scheme, seed) gets a freshly built model and, for a given seed, the same input, so
+schemes differ only by their initialization. Weights, input and backward cotangent come from
+independent generators derived from (seed, purpose): drawing the input from the weights' stream
+would correlate x and W and silently double the first layer's variance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import torch
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from torch import nn
+
+from initlab.models import MODELS, normalize_model_spec
+from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, probe
+from initlab.schemes import PARAMS_COLUMNS, Scheme, apply_scheme, validate_scheme
+from initlab.stats import histogram, summarize
+
+Progress = Callable[[float, str], None]
+MAX_FILE_BYTES = 1_000_000  # an experiment is a few KB; anything bigger is not one
+
+
+class InputSpec(BaseModel):
+    """The random input: `normal` (mean, std), `uniform` (low, high) or `tokens` (vocab_size)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    batch_size: StrictInt = Field(64, ge=1, le=65_536)
+    distribution: Literal["normal", "uniform", "tokens"] | None = None  # None: model's own
+    mean: float = Field(0.0, allow_inf_nan=False)
+    std: float = Field(1.0, ge=0, allow_inf_nan=False)
+    low: float = Field(-1.0, allow_inf_nan=False)
+    high: float = Field(1.0, allow_inf_nan=False)
+    vocab_size: StrictInt | None = Field(None, ge=1)
+    shape: tuple[StrictInt, ...] | None = None  # per-sample shape; zoo models supply their own
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> InputSpec:
+        if self.distribution == "uniform" and not self.low < self.high:
+            raise ValueError(f"low must be smaller than high; got low={self.low}, high={self.high}")
+        if self.shape is not None and (not self.shape or min(self.shape) < 1):
+            raise ValueError(f"shape must list sizes >= 1; got {list(self.shape)}")
+        return self
+
+
+class Experiment(BaseModel):
+    """A validated experiment. Build it with `from_dict` / `from_json` for clear errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model: dict[str, Any]
+    input: InputSpec = InputSpec()
+    seeds: tuple[StrictInt, ...] = Field((0,), min_length=1, max_length=32)
+    backward: StrictBool = True
+    schemes: tuple[Scheme, ...] = Field(min_length=1, max_length=8)
+    mode: Literal["train", "eval"] = "train"  # train: BatchNorm uses batch statistics
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    bins: StrictInt = Field(64, ge=4, le=512)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value: Any) -> dict[str, Any]:
+        return normalize_model_spec(value)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if min(value) < 0 or len(set(value)) != len(value):
+            raise ValueError(f"seeds must be distinct whole numbers >= 0; got {list(value)}")
+        return value
+
+    @field_validator("schemes", mode="before")
+    @classmethod
+    def _schemes(cls, value: Any, info: Any) -> tuple[Scheme, ...]:
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a list of schemes")
+        activation = _activation(info.data.get("model"))
+        schemes = tuple(
+            s if isinstance(s, Scheme) else Scheme.from_dict(s, f"schemes.{i}", activation)
+            for i, s in enumerate(value)
+        )
+        _unique_names(schemes)
+        return schemes
+
+    @model_validator(mode="after")
+    def _input_fits_model(self) -> Experiment:
+        _check_input(self.model, self.input)
+        return self
+
+    # ------------------------------------------------------------ construction and export
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Experiment:
+        """Validate a plain dict; any problem is one ValueError naming the field."""
+        if not isinstance(d, dict):
+            raise ValueError(f"an experiment must be a JSON object; got {type(d).__name__}")
+        try:
+            return cls.model_validate(d)
+        except ValidationError as exc:
+            raise ValueError(format_errors(exc)) from None
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> Experiment:
+        """Read an experiment from a JSON file path (JSON only: nothing in it is executed)."""
+        path = Path(source)
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ValueError(f"{path}: larger than {MAX_FILE_BYTES // 1000} KB; not an experiment")
+        return cls.from_text(path.read_text(encoding="utf-8"), str(path))
+
+    @classmethod
+    def from_text(cls, text: str, where: str = "experiment") -> Experiment:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json", exclude={"schemes"})
+        out["model"] = {k: v for k, v in out["model"].items() if v is not None}
+        out["input"] = {k: v for k, v in out["input"].items() if v is not None}
+        out["schemes"] = [s.to_dict() for s in self.schemes]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def input_shape(self) -> tuple[int, ...]:
+        return self.input.shape or MODELS[self.model["name"]].input_shape(self.model)
+
+
+def _activation(model: dict[str, Any] | None) -> str:
+    if not model:
+        return "relu"
+    return MODELS[model["name"]].activation(model)
+
+
+def _unique_names(schemes: tuple[Scheme, ...]) -> None:
+    seen: set[str] = set()
+    for i, scheme in enumerate(schemes):
+        if scheme.name in seen:
+            raise ValueError(f"schemes.{i}.name: '{scheme.name}' is used twice; "
+                             "scheme names must be unique")  # fmt: skip
+        seen.add(scheme.name)
+
+
+def _check_input(model: dict[str, Any], spec: InputSpec) -> None:
+    entry = MODELS[model["name"]]
+    expected = entry.input_shape(model)
+    if spec.shape is not None and tuple(spec.shape) != tuple(expected):
+        raise ValueError(f"input.shape: {model['name']} expects {list(expected)} per sample; "
+                         f"got {list(spec.shape)}")  # fmt: skip
+    wants_tokens = entry.tokens(model) is not None
+    if spec.distribution is not None and (spec.distribution == "tokens") != wants_tokens:
+        allowed = "tokens" if wants_tokens else "normal or uniform"
+        raise ValueError(f"input.distribution: {model['name']} takes {allowed} input; "
+                         f"got {spec.distribution}")  # fmt: skip
+
+
+def format_errors(exc: ValidationError, most: int = 3) -> str:
+    """Pydantic errors as 'where: what is wrong; what is allowed' lines."""
+    lines = []
+    for err in exc.errors()[:most]:
+        loc = ".".join(str(part) for part in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field; allowed: {', '.join(_allowed_fields(err['loc']))}"
+        elif err["type"] == "missing":
+            msg = "missing (required)"
+        lines.append(msg if loc and msg.startswith(loc.split(".")[0] + ".") else f"{loc}: {msg}")
+    more = len(exc.errors()) - most
+    return "\n".join(lines + ([f"... and {more} more"] if more > 0 else []))
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    model = InputSpec if loc and loc[0] == "input" and len(loc) == 2 else Experiment
+    return list(model.model_fields)
+
+
+# ---------------------------------------------------------------- running
+
+
+def stream_seed(seed: int, purpose: str) -> int:
+    """An independent 63-bit seed for one purpose ('model', 'init', 'input', 'cotangent')."""
+    digest = hashlib.sha256(f"initlab:{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def generator(seed: int, purpose: str) -> torch.Generator:
+    return torch.Generator().manual_seed(stream_seed(seed, purpose))
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but no CUDA device is available; use cpu")
+    return torch.device(device)
+
+
+def make_input(exp: Experiment, seed: int) -> torch.Tensor:
+    """The random input of this seed, drawn on the CPU from its own stream."""
+    spec, g = exp.input, generator(seed, "input")
+    shape = (spec.batch_size, *exp.input_shape())
+    vocab = MODELS[exp.model["name"]].tokens(exp.model)
+    if vocab is not None:
+        return torch.randint(0, spec.vocab_size or vocab, shape, generator=g)
+    if spec.distribution == "uniform":
+        return torch.empty(shape).uniform_(spec.low, spec.high, generator=g)
+    return torch.empty(shape).normal_(spec.mean, spec.std, generator=g)
+
+
+def build_initialized(exp: Experiment, scheme: Scheme, seed: int) -> tuple[nn.Module, pd.DataFrame]:
+    """A fresh model for this seed with `scheme` applied (on the CPU, so any device agrees)."""
+    from initlab.models import build_model
+
+    model = build_model(exp.model, seed=stream_seed(seed, "model"))
+    table = apply_scheme(model, scheme, generator(seed, "init"))
+    return model, table
+
+
+@dataclass
+class Results:
+    """The three tidy tables of DESIGN.md; the only thing that flows to plots, CLI and UI."""
+
+    layers: pd.DataFrame
+    params: pd.DataFrame
+    histograms: pd.DataFrame
+
+    def write_csv(self, folder: str | Path) -> list[Path]:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name in ("layers", "params", "histograms"):
+            path = folder / f"{name}.csv"
+            getattr(self, name).to_csv(path, index=False)
+            paths.append(path)
+        return paths
+
+
+LAYERS_OUT = ["scheme", "seed", *LAYER_COLUMNS]
+PARAMS_OUT = ["scheme", "seed", *PARAMS_COLUMNS, "mean", "std", "grad_var"]
+HISTS_OUT = ["scheme", "seed", *HIST_COLUMNS]
+
+
+def validate_against_model(exp: Experiment) -> None:
+    """Check every scheme against the model before anything runs."""
+    from initlab.models import build_model
+
+    model = build_model(exp.model)
+    for scheme in exp.schemes:
+        validate_scheme(scheme, model)
+
+
+def run(exp: Experiment, progress: Progress | None = None) -> Results:
+    """Run every (seed, scheme) of the experiment; return the results tables."""
+    validate_against_model(exp)
+    device = resolve_device(exp.device)
+    parts: dict[str, list[pd.DataFrame]] = {"layers": [], "params": [], "histograms": []}
+    total, done = len(exp.seeds) * len(exp.schemes), 0
+    for seed in exp.seeds:
+        x = make_input(exp, seed).to(device)
+        for scheme in exp.schemes:
+            if progress:
+                progress(done / total, f"{scheme.name}, seed {seed}")
+            for key, frame in _run_one(exp, scheme, seed, x, device).items():
+                parts[key].append(frame.assign(scheme=scheme.name, seed=seed))
+            done += 1
+    if progress:
+        progress(1.0, "done")
+    return Results(
+        _concat(parts["layers"], LAYERS_OUT),
+        _concat(parts["params"], PARAMS_OUT),
+        _concat(parts["histograms"], HISTS_OUT),
+    )
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def _run_one(exp: Experiment, scheme: Scheme, seed: int, x: torch.Tensor,
+             device: torch.device) -> dict[str, pd.DataFrame]:  # fmt: skip
+    model, params = build_initialized(exp, scheme, seed)
+    model.to(device)
+    weight_hists = _weight_histograms(model, exp.bins)
+    measured = _param_stats(model)
+    result = probe(model, x, exp.backward, generator(seed, "cotangent"), exp.bins,
+                   train=exp.mode == "train")  # fmt: skip
+    params = params.assign(
+        mean=params["param"].map(lambda p: measured[p][0]),
+        std=params["param"].map(lambda p: measured[p][1]),
+        grad_var=params["param"].map(lambda p: result.param_grad_var.get(p, math.nan)),
+    )
+    histograms = pd.concat([weight_hists, result.histograms], ignore_index=True)
+    return {"layers": result.layers, "params": params, "histograms": histograms}
+
+
+def _param_stats(model: nn.Module) -> dict[str, tuple[float, float]]:
+    stats = {}
+    for name, p in model.named_parameters():
+        s = summarize(p)
+        stats[name] = (s.mean, s.std)
+    return stats
+
+
+def _weight_histograms(model: nn.Module, bins: int) -> pd.DataFrame:
+    rows = []
+    for name, p in model.named_parameters():
+        if "weight" not in name.rsplit(".", 1)[-1] or p.dim() < 2:
+            continue  # weight matrices and kernels; norm scales are constant at init
+        edges, counts = histogram(p, bins)
+        rows += [{"kind": "weight", "name": name, "bin_left": edges[i],
+                  "bin_right": edges[i + 1], "count": c} for i, c in enumerate(counts)]  # fmt: skip
+    return pd.DataFrame(rows, columns=HIST_COLUMNS)
