@@ -1,1 +1,34 @@
-"""initlab: see what a weight-initialization scheme does to a PyTorch network."""
+"""initlab: see what a weight-initialization scheme does to a PyTorch network before training.
+
+exp = initlab.Experiment.from_dict(d)
+res = initlab.run(exp)                      # Results: .layers, .params, .histograms
+model = initlab.build_model({"name": "mlp", "depth": 10, "width": 256})
+params = initlab.apply_scheme(model, initlab.preset("kaiming_normal"), generator=g)
+layers = initlab.probe(model, x, backward=True, generator=g).layers
+"""
+
+from initlab.experiment import Experiment, Results, run
+from initlab.methods import METHODS, MethodSpec
+from initlab.models import MODELS, build_model
+from initlab.presets import PRESETS, preset
+from initlab.probe import ProbeError, ProbeResult, probe
+from initlab.schemes import Rule, Scheme, apply_scheme, validate_scheme
+
+__all__ = [
+    "METHODS",
+    "MODELS",
+    "PRESETS",
+    "Experiment",
+    "MethodSpec",
+    "ProbeError",
+    "ProbeResult",
+    "Results",
+    "Rule",
+    "Scheme",
+    "apply_scheme",
+    "build_model",
+    "preset",
+    "probe",
+    "run",
+    "validate_scheme",
+]

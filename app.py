@@ -1,0 +1,5 @@
+"""initlab's dashboard: `streamlit run app.py`."""
+
+from initlab.ui.page import main
+
+main()

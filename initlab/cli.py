@@ -1,0 +1,93 @@
+"""`python -m initlab ...`: run an experiment file, list what exists, export code.
+
+Any invalid input ends with one or two lines on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from initlab.experiment import Experiment, Results, run
+from initlab.methods import METHODS
+from initlab.models import MODELS
+from initlab.presets import PRESETS
+
+EXIT_INVALID = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m initlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="run an experiment file; write CSV tables")
+    run_p.add_argument("experiment", help="experiment JSON file")
+    run_p.add_argument("--out", required=True, help="folder for the results")
+    for name, text in (("methods", "list methods and their parameters"),
+                       ("presets", "list presets"), ("models", "list zoo models")):  # fmt: skip
+        sub.add_parser(name, help=text)
+    return parser
+
+
+def _progress() -> Callable[[float, str], None]:
+    """Report on stderr, but only once a run has taken more than a second."""
+    start = time.perf_counter()
+
+    def report(fraction: float, message: str) -> None:
+        if time.perf_counter() - start > 1.0:
+            print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    exp = Experiment.from_json(args.experiment)
+    results: Results = run(exp, progress=_progress())
+    out = Path(args.out)
+    paths = results.write_csv(out)
+    (out / "experiment.json").write_text(exp.to_json() + "\n", encoding="utf-8")
+    for path in [*paths, out / "experiment.json"]:
+        print(path)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    for m in METHODS.values():
+        print(f"{m.name:18} {m.summary}  [{m.ranks_text()}]")
+        for p in m.params:
+            print(f"{'':20}{p.name} = {p.default!r}: {p.help} ({p.describe()})")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for p in PRESETS.values():
+        print(f"{p.name:24} {p.why}\n{'':26}source: {p.source}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    for m in MODELS.values():
+        print(f"{m.name:10} {m.summary}")
+        for p in m.params:
+            print(f"{'':12}{p.name} = {p.default!r}: {p.help} ({p.describe()})")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "methods": cmd_methods, "presets": cmd_presets, "models": cmd_models}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, OSError) as exc:
+        print(f"initlab: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {exc.filename}"
+    return str(exc)
