@@ -7,6 +7,7 @@ params = initlab.apply_scheme(model, initlab.preset("kaiming_normal"), generator
 layers = initlab.probe(model, x, backward=True, generator=g).layers
 """
 
+from initlab.codegen import to_code
 from initlab.experiment import Experiment, Results, run
 from initlab.methods import METHODS, MethodSpec
 from initlab.models import MODELS, build_model
@@ -30,5 +31,6 @@ __all__ = [
     "preset",
     "probe",
     "run",
+    "to_code",
     "validate_scheme",
 ]

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from initlab.codegen import to_code
 from initlab.experiment import Experiment, Results, run
 from initlab.methods import METHODS
 from initlab.models import MODELS
@@ -25,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     run_p = sub.add_parser("run", help="run an experiment file; write CSV tables")
     run_p.add_argument("experiment", help="experiment JSON file")
     run_p.add_argument("--out", required=True, help="folder for the results")
+    code_p = sub.add_parser("code", help="print a scheme as an initialize_weights function")
+    code_p.add_argument("experiment", help="experiment JSON file")
+    code_p.add_argument("--scheme", help="scheme name (default: every scheme)")
     for name, text in (("methods", "list methods and their parameters"),
                        ("presets", "list presets"), ("models", "list zoo models")):  # fmt: skip
         sub.add_parser(name, help=text)
@@ -53,6 +57,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_code(args: argparse.Namespace) -> int:
+    exp = Experiment.from_json(args.experiment)
+    schemes = [s for s in exp.schemes if args.scheme in (None, s.name)]
+    if not schemes:
+        names = ", ".join(repr(s.name) for s in exp.schemes)
+        raise ValueError(f"--scheme: no scheme named {args.scheme!r}; the experiment has {names}")
+    print("\n\n".join(to_code(s) for s in schemes), end="")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     for m in METHODS.values():
         print(f"{m.name:18} {m.summary}  [{m.ranks_text()}]")
@@ -75,7 +89,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "methods": cmd_methods, "presets": cmd_presets, "models": cmd_models}
+COMMANDS = {"run": cmd_run, "code": cmd_code, "methods": cmd_methods, "presets": cmd_presets, "models": cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,169 @@
+"""A scheme as a plain PyTorch `initialize_weights(model, generator=None)` function.
+
+The code walks `named_modules()` and each module's own parameters in the same order as
+`apply_scheme`, runs the same `Call` for every parameter, and copies initlab's own helper
+initializers verbatim, so on a fresh model it gives the same tensors bit for bit.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from initlab import initializers
+from initlab.layers import FAMILIES
+from initlab.methods import Call, MethodSpec
+from initlab.schemes import Rule, Scheme
+
+INDENT = "    "
+
+
+def _class_path(cls: type) -> str:
+    if getattr(nn, cls.__name__, None) is cls:
+        return f"nn.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _condition(rule: Rule) -> str:
+    classes = FAMILIES.get(rule.layers)
+    if classes is None:
+        test = f"type(module).__name__ == {rule.layers!r}"
+    else:
+        paths = ", ".join(_class_path(c) for c in classes)
+        test = f"isinstance(module, ({paths}{',' if len(classes) == 1 else ''}))"
+    if rule.name is not None:
+        test += f" and fnmatch.fnmatchcase(name, {rule.name!r})"
+    return test
+
+
+def _call_lines(spec: MethodSpec, shape: tuple[int, ...] | None = None) -> list[str]:
+    """The statements that initialize `p` with `spec` (shape-independent calls only)."""
+    if spec.method == "default":
+        return ["pass  # keep PyTorch's default"]
+    call = spec.call(shape or (2, 2))
+    lines = [_format_call(call) + _gain_comment(spec)]
+    if spec.scale != 1.0:
+        lines.append(f"p.mul_({spec.scale!r})")
+    return lines
+
+
+def _format_call(call: Call) -> str:
+    args = ["p", *(f"{k}={v!r}" for k, v in call.kwargs.items())]
+    if call.random:
+        args.append("generator=generator")
+    return f"{call.fn}({', '.join(args)})"
+
+
+def _gain_comment(spec: MethodSpec) -> str:
+    gain = spec.kwargs.get("gain")
+    return f"  # gain {gain}" if isinstance(gain, str) else ""
+
+
+def _shape_dependent(spec: MethodSpec) -> bool:
+    """Kaiming with a gain torch lacks turns into normal_/uniform_ with a std from the shape."""
+    return spec.kwargs.get("nonlinearity") in ("gelu", "silu", "elu", "mish")
+
+
+def _spec_lines(spec: MethodSpec, depth: int) -> list[str]:
+    pad = INDENT * depth
+    if not _shape_dependent(spec):
+        return [pad + line for line in _call_lines(spec)]
+    # Same formula as initlab.methods.kaiming_*: std = gain / sqrt(fan).
+    kind = spec.method.removeprefix("kaiming_")
+    mode = spec.kwargs["mode"]
+    from initlab.methods import kaiming_gain
+
+    gain = kaiming_gain(spec.kwargs)
+    lines = [
+        "fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(p)",
+        f"std = {gain!r} / math.sqrt({mode})  # gain of {spec.kwargs['nonlinearity']}, estimated",
+    ]
+    if kind == "normal":
+        lines.append("nn.init.normal_(p, mean=0.0, std=std, generator=generator)")
+    else:
+        lines += ["bound = math.sqrt(3.0) * std",
+                  "nn.init.uniform_(p, a=-bound, b=bound, generator=generator)"]  # fmt: skip
+    if spec.scale != 1.0:
+        lines.append(f"p.mul_({spec.scale!r})")
+    return [pad + line for line in lines]
+
+
+def _rule_lines(index: int, rule: Rule, first: bool) -> list[str]:
+    keyword = "if" if first else "elif"
+    lines = [f"{INDENT}# rule {index}: {rule.label()}", f"{INDENT}{keyword} {_condition(rule)}:"]
+    lines.append(f'{INDENT * 2}if "weight" in pname:')
+    lines += _spec_lines(rule.weight, 3)
+    lines.append(f'{INDENT * 2}elif "bias" in pname:')
+    lines += _spec_lines(rule.bias, 3)
+    return lines
+
+
+def _helpers(scheme: Scheme) -> list[str]:
+    names: list[str] = []
+    for rule in scheme.rules:
+        for spec in (rule.weight, rule.bias):
+            call = spec.call((2, 2)) if spec.method != "default" else None
+            if call and not call.fn.startswith("nn.init.") and call.fn not in names:
+                names.append(call.fn)
+    return [inspect.getsource(getattr(initializers, n)) for n in names]
+
+
+def _header(scheme: Scheme) -> list[str]:
+    origin = f" (preset {scheme.preset})" if scheme.preset else ""
+    lines = [f"# Weight initialization scheme {scheme.name!r}{origin}, exported by initlab."]
+    lines.append("# First matching rule wins; parameters no rule matches keep PyTorch's default.")
+    for i, rule in enumerate(scheme.rules):
+        lines.append(f"#   rule {i}: {rule.label()}: weight {rule.weight.label()}, "
+                     f"bias {rule.bias.label()}")  # fmt: skip
+    return lines
+
+
+BODY = '''
+def initialize_weights(model: nn.Module, generator: torch.Generator | None = None) -> None:
+    """Initialize `model` in place (pass a seeded torch.Generator for reproducible weights)."""
+    seen = set()  # tied parameters are initialized once, by the first module that owns them
+    for name, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            _init_parameter(name, module, pname, p, generator)
+
+
+@torch.no_grad()
+def _init_parameter(
+    name: str, module: nn.Module, pname: str, p: torch.Tensor, generator: torch.Generator | None
+) -> None:
+'''
+
+
+def _imports(scheme: Scheme) -> list[str]:
+    specs = [spec for rule in scheme.rules for spec in (rule.weight, rule.bias)]
+    needs_math = bool(_helpers(scheme)) or any(_shape_dependent(s) for s in specs)
+    stdlib = ["import fnmatch"] if any(r.name for r in scheme.rules) else []
+    stdlib += ["import math"] if needs_math else []
+    return [*stdlib, *([""] if stdlib else []), "import torch", "from torch import nn", ""]
+
+
+def to_code(scheme: Scheme) -> str:
+    """Python source of `initialize_weights(model, generator=None)` for `scheme`."""
+    lines = _header(scheme)
+    lines += ["", "from __future__ import annotations", ""]
+    lines += _imports(scheme)
+    for source in _helpers(scheme):
+        lines += ["", source.rstrip(), ""]
+    lines += BODY.rstrip("\n").split("\n")
+    if not scheme.rules:
+        lines.append(f"{INDENT}pass  # no rules: every parameter keeps PyTorch's default")
+    for i, rule in enumerate(scheme.rules):
+        lines += _rule_lines(i, rule, first=i == 0)
+    return "\n".join(lines) + "\n"
+
+
+def load_initializer(code: str) -> Any:
+    """Execute generated code in a fresh namespace; return its `initialize_weights`."""
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "<initlab scheme>", "exec"), namespace)
+    return namespace["initialize_weights"]
