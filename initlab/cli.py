@@ -89,7 +89,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "code": cmd_code, "methods": cmd_methods, "presets": cmd_presets, "models": cmd_models}
+COMMANDS = {
+    "run": cmd_run,
+    "code": cmd_code,
+    "methods": cmd_methods,
+    "presets": cmd_presets,
+    "models": cmd_models,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
