@@ -47,7 +47,7 @@ def parse_gain(value: object) -> float | str:
     if isinstance(value, bool):
         raise TypeError(value)
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        if not math.isfinite(value) or value < 0:  # a negative gain breaks xavier's bounds
             raise ValueError(value)
         return float(value)
     if not isinstance(value, str):

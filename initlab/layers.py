@@ -86,3 +86,21 @@ def default_std(module: nn.Module, param: str, shape: tuple[int, ...]) -> float:
         fan_in = weight.shape[1] * math.prod(weight.shape[2:])
         return 1.0 / math.sqrt(3.0 * fan_in)
     return math.nan
+
+
+def parameter_slots(model: nn.Module) -> dict[str, dict[str, object]]:
+    """What a scheme editor needs: for each family with parameters, its class names and the
+    tensor ranks of its weight and bias parameters ({"classes": [...], "weight": {2}, ...})."""
+    slots: dict[str, dict[str, object]] = {}
+    for module in model.modules():
+        own = list(module.named_parameters(recurse=False))
+        if not own:
+            continue
+        slot = slots.setdefault(family_of(module), {"classes": [], "weight": set(), "bias": set()})
+        if type(module).__name__ not in slot["classes"]:
+            slot["classes"].append(type(module).__name__)
+        for name, tensor in own:
+            kind = "weight" if "weight" in name else "bias" if "bias" in name else None
+            if kind:
+                slot[kind].add(tensor.dim())
+    return slots

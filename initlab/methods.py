@@ -94,14 +94,20 @@ def _bernoulli_std(ones: int, numel: int) -> float:
 
 
 def truncated_normal_std(mean: float, std: float, a: float, b: float) -> float:
-    """Std of N(mean, std) truncated to [a, b] (absolute bounds, as in torch.nn.init)."""
-    pdf = lambda x: math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)  # noqa: E731
-    cdf = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731
+    """Std of N(mean, std) truncated to [a, b] (absolute bounds, as in torch.nn.init).
+
+    The mass between the cuts is taken from the upper tail with erfc, which stays accurate
+    when both cuts are far out in one tail (erf would cancel to zero there).
+    """
     alpha, beta = (a - mean) / std, (b - mean) / std
-    z = cdf(beta) - cdf(alpha)
+    if alpha + beta < 0:  # mirror into the upper tail; the std is symmetric
+        alpha, beta = -beta, -alpha
+    pdf = lambda x: math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)  # noqa: E731
+    tail = lambda x: 0.5 * math.erfc(x / math.sqrt(2))  # P(Z > x)  # noqa: E731
+    z = tail(alpha) - tail(beta)
     shift = (alpha * pdf(alpha) - beta * pdf(beta)) / z
     centre = (pdf(alpha) - pdf(beta)) / z
-    return std * math.sqrt(1 + shift - centre**2)
+    return std * math.sqrt(max(1 + shift - centre**2, 0.0))
 
 
 def kaiming_gain(p: Params) -> float:
@@ -149,7 +155,13 @@ def _sparse_std(shape: Shape, p: Params) -> float:
 
 
 def _variance_scaling_std(shape: Shape, p: Params) -> float:
-    return math.sqrt(p["scale"] / _fan(shape, p["mode"]))
+    return math.sqrt(p["factor"] / _fan(shape, p["mode"]))
+
+
+def _variance_scaling_call(shape: Shape, p: Params) -> Call:
+    # The spec-level `scale` multiplies any method's result, so Keras's `scale` is `factor` here.
+    kwargs = {"scale": p["factor"], "mode": p["mode"], "distribution": p["distribution"]}
+    return Call("variance_scaling_", kwargs)
 
 
 def _with_gain(fn: str) -> Callable[[Shape, Params], Call]:
@@ -254,10 +266,11 @@ _ENTRIES = [
                                                    "distribution": "uniform"}),
            lambda s, p: 1 / math.sqrt(fans(s)[0]), min_rank=2, rank_hint=FAN_RANK_HINT,
            uses_fans=True),
-    Method("variance_scaling", "std = sqrt(scale/n), n = fan_in | fan_out | fan_avg",
-           "Keras/JAX VarianceScaling", lambda s, p: Call("variance_scaling_", dict(p)),
+    Method("variance_scaling", "std = sqrt(factor/n), n = fan_in | fan_out | fan_avg",
+           "Keras/JAX VarianceScaling (its `scale` is `factor` here)", _variance_scaling_call,
            _variance_scaling_std,
-           (Param("scale", "float", 1.0, "target variance × n", low=0, low_open=True),
+           (Param("factor", "float", 1.0, "target variance × n (Keras's scale)", low=0,
+                  low_open=True),
             Param("mode", "choice", "fan_in", "which fan n is", choices=("fan_in", "fan_out",
                                                                          "fan_avg")),
             Param("distribution", "choice", "truncated_normal", "shape of the distribution",

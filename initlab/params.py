@@ -36,7 +36,7 @@ class Param:
         if self.kind == "gain":
             from initlab.gains import GAIN_NAMES
 
-            return "a number or a nonlinearity name (" + ", ".join(GAIN_NAMES) + ")"
+            return "a number >= 0 or a nonlinearity name (" + ", ".join(GAIN_NAMES) + ")"
         noun = {"float": "a number", "int": "a whole number", "ints": "a list of whole numbers"}
         return noun[self.kind] + self._range_text()
 

@@ -1,0 +1,19 @@
+"""A model's outline without allocating it: built on PyTorch's meta device, where parameters
+have shapes but no storage, so even a very large zoo model is outlined in milliseconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from initlab.layers import parameter_slots
+from initlab.models import MODELS, normalize_model_spec
+
+
+def model_slots(spec: dict[str, Any]) -> dict[str, dict[str, object]]:
+    """`layers.parameter_slots` of the zoo model `spec` (validated first)."""
+    spec = normalize_model_spec(spec)
+    with torch.device("meta"):
+        model = MODELS[spec["name"]].build(spec)
+    return parameter_slots(model)
