@@ -590,7 +590,7 @@ INVALID = [
     ({"method": "variance_scaling", "distribution": "cauchy"}, "w.distribution: "),
     ({"method": "kaiming_uniform", "nonlinearity": "swish"}, "w.nonlinearity: must be one of "),
     ({"method": "kaiming_uniform", "a": -0.1}, "w.a: must be a number >= 0"),
-    ({"method": "xavier_normal", "gain": "tan"}, "w.gain: must be a number >= 0 or a nonlinearity "),
+    ({"method": "xavier_normal", "gain": "tan"}, "w.gain: must be a number >= 0 or a "),
     ({"method": "xavier_normal", "gain": None}, "w.gain: "),
     ({"method": "xavier_uniform", "gain": True}, "w.gain: "),
     ({"method": "orthogonal", "gain": [1]}, "w.gain: "),
