@@ -1,0 +1,1 @@
+"""Everything that imports streamlit lives here; `app.py` only calls `page.main()`."""

@@ -1,0 +1,124 @@
+"""The page: sidebar (model, input, run) → scheme columns → results tabs.
+
+Reads like a script: each panel is one function that returns plain values; the experiment
+assembled from them is the cache key of the run, and the page's address.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import streamlit as st
+
+from initlab.experiment import Experiment
+from initlab.models import MODELS, normalize_model_spec
+from initlab.plots import scheme_colors
+from initlab.schemes import Scheme, validate_scheme
+from initlab.ui import model_panel, scheme_panel, state
+from initlab.ui.results_panel import results_ui
+from initlab.ui.runner import run_with_progress, slots_cached
+from initlab.ui.urlstate import encode
+
+TITLE = "initlab: what does this initialization do to my network?"
+
+
+def sidebar() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    with st.sidebar:
+        model = model_panel.model_ui()
+        inputs = model_panel.input_ui(model)
+        options = model_panel.options_ui()
+    seeds = st.session_state.get("seed_list")
+    if seeds and len(seeds) == len(options["seeds"]):
+        options["seeds"] = seeds  # seeds loaded from a file or the address are kept as they were
+    return model, inputs, options
+
+
+def ensure_editors(activation: str) -> None:
+    if "editors" not in st.session_state:
+        st.session_state["activation"] = activation
+        st.session_state["editors"] = state.default_editors(activation)
+    st.session_state["activation"] = activation
+    scheme_panel.follow_activation(activation)
+
+
+def assemble(model: dict, inputs: dict, options: dict, schemes: list[dict]) -> Experiment | None:
+    """The experiment on screen, or None (with an error shown) when it is not valid."""
+    if not schemes:
+        st.error("No scheme is valid: fix the errors marked in the scheme columns.")
+        return None
+    try:
+        return Experiment.from_dict(
+            {"model": model, "input": inputs, **options, "schemes": schemes}
+        )
+    except ValueError as exc:
+        st.error(str(exc))
+        return None
+
+
+def show_results(exp: Experiment) -> None:
+    """Run (cached) and draw; remember the last good results for when input turns invalid."""
+    text = exp.to_json()
+    try:
+        tables = run_with_progress(text)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["last_good"] = (text, tables)
+    token = encode(exp.to_dict())
+    if st.query_params.get("experiment") != token:
+        st.query_params["experiment"] = token
+    colors = scheme_colors([s.name for s in exp.schemes])
+    results_ui(tables, exp, colors, report_html(exp, tables))
+
+
+def report_html(exp: Experiment, tables: dict) -> str | None:
+    try:
+        from initlab.report import build_report
+    except ImportError:
+        return None
+    return build_report(exp, tables)
+
+
+def show_last_good() -> None:
+    last = st.session_state.get("last_good")
+    if last is None:
+        return
+    st.info("Showing the results of the last valid experiment.")
+    exp = Experiment.from_text(last[0])
+    results_ui(last[1], exp, scheme_colors([s.name for s in exp.schemes]))
+
+
+def main() -> None:
+    st.set_page_config(page_title="initlab", page_icon="📈", layout="wide")
+    state.restore_from_url()
+    model, inputs, options = sidebar()
+    spec = normalize_model_spec(model)
+    ensure_editors(MODELS[spec["name"]].activation(spec))
+    st.title(TITLE)
+    if "load_error" in st.session_state:
+        st.error(st.session_state.pop("load_error"))
+    slots = slots_cached(json.dumps(spec, sort_keys=True))
+    schemes = [s for s in scheme_panel.schemes_ui(slots, check=scheme_checker(spec)) if s]
+    exp = assemble(model, inputs, options, schemes)
+    if exp is None:
+        show_last_good()
+    else:
+        show_results(exp)
+
+
+def scheme_checker(spec: dict[str, Any]):
+    """Checks a scheme dict against the model (on the meta device: shapes only, no memory)."""
+    import torch
+
+    with torch.device("meta"):
+        model = MODELS[spec["name"]].build(spec)
+
+    def check(scheme: dict[str, Any]) -> str | None:
+        try:
+            validate_scheme(Scheme.from_dict(scheme, "scheme"), model)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    return check

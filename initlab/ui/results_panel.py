@@ -1,0 +1,163 @@
+"""The results, schemes side by side, in tabs: variance by depth, distributions, health,
+tables, code, experiment. Everything here is display: changing it never reruns the probe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from initlab import plots
+from initlab.codegen import to_code
+from initlab.experiment import Experiment
+from initlab.health import layer_health, verdicts
+from initlab.ui.state import load_upload
+
+ROLES = {
+    "pre-activation (layers with weights)": "weight",
+    "post-activation": "activation",
+    "every leaf module": "all",
+}
+
+
+def verdicts_ui(layers: pd.DataFrame, colors: dict[str, str], input_var: float) -> None:
+    for scheme, sentence in verdicts(layers, input_var=input_var).items():
+        st.markdown(
+            f"<span style='color:{colors[scheme]}'>●</span> **{scheme}**: {sentence}",
+            unsafe_allow_html=True,
+        )
+
+
+def variance_tab(tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float) -> None:
+    layers = tables["layers"]
+    verdicts_ui(layers, colors, input_var)
+    label = st.segmented_control(
+        "Rows", list(ROLES), key="view_role", default=next(iter(ROLES)), required=True
+    )
+    role = ROLES.get(label or next(iter(ROLES)), "weight")
+    left, right = st.columns(2)
+    left.plotly_chart(plots.variance_by_depth(layers, role=role, colors=colors), key="fig_var")
+    right.plotly_chart(
+        plots.grad_variance_by_depth(layers, role=role, colors=colors), key="fig_grad"
+    )
+
+
+def _default_names(names: list[str], most: int = 4) -> list[str]:
+    """Evenly spaced picks, first and last included: depth at a glance."""
+    if len(names) <= most:
+        return names
+    step = (len(names) - 1) / (most - 1)
+    return [names[round(i * step)] for i in range(most)]
+
+
+def distributions_tab(tables: dict[str, pd.DataFrame], colors: dict[str, str]) -> None:
+    hists = tables["histograms"]
+    kinds = [k for k in plots.HISTOGRAM_KINDS if (hists["kind"] == k).any()]
+    kind = st.segmented_control("Of", kinds, key="hist_kind", default=kinds[0], required=True)
+    kind = kind or kinds[0]
+    names = list(dict.fromkeys(hists.loc[hists["kind"] == kind, "name"]))
+    if kind != "weight":
+        weighted = tables["layers"].loc[tables["layers"]["role"] == "weight", "layer"]
+        names = [n for n in names if n in set(weighted)] or names
+    picked = st.multiselect(
+        "Layers", names, default=_default_names(names), key=f"hist_names_{kind}"
+    )
+    fig = plots.histogram_grid(hists, kind, names=picked or None, colors=colors)
+    st.plotly_chart(fig, key="fig_hist")
+
+
+def health_tab(tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float) -> None:
+    verdicts_ui(tables["layers"], colors, input_var)
+    table = layer_health(tables["layers"])
+    bad = table[table["status"] != "ok"]
+    st.caption(f"{len(bad)} of {len(table)} (scheme, layer) rows flagged; median over seeds.")
+    st.dataframe(table, hide_index=True, key="health_table", height=360)
+
+
+def tables_tab(tables: dict[str, pd.DataFrame]) -> None:
+    for name, caption in (
+        ("params", "What each parameter got: expected vs measured std"),
+        ("layers", "One row per (scheme, seed, leaf-module call)"),
+    ):
+        st.subheader(name)
+        st.caption(caption)
+        st.dataframe(tables[name], hide_index=True, height=300, key=f"table_{name}")
+        st.download_button(
+            f"Download {name}.csv",
+            tables[name].to_csv(index=False),
+            file_name=f"{name}.csv",
+            mime="text/csv",
+            key=f"dl_{name}",
+        )
+
+
+def code_tab(exp: Experiment) -> None:
+    st.caption(
+        "Step 1 of the recipe, written for you: paste it into your project and call "
+        "`initialize_weights(model, generator)`. It reproduces these tensors bit for bit."
+    )
+    for i, scheme in enumerate(exp.schemes):
+        code = to_code(scheme)
+        with st.expander(scheme.name, expanded=i == 0):
+            st.code(code, language="python")
+            st.download_button(
+                "Download .py",
+                code,
+                file_name=f"init_{_slug(scheme.name)}.py",
+                mime="text/x-python",
+                key=f"dl_code_{i}",
+            )
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_") or "scheme"
+
+
+def experiment_tab(exp: Experiment, report_html: str | None) -> None:
+    st.download_button(
+        "Download experiment.json",
+        exp.to_json(),
+        file_name="experiment.json",
+        mime="application/json",
+        key="dl_experiment",
+    )
+    if report_html is not None:
+        st.download_button(
+            "Download report.html",
+            report_html,
+            file_name="report.html",
+            mime="text/html",
+            key="dl_report",
+        )
+    st.file_uploader(
+        "Load an experiment (JSON)",
+        type=["json"],
+        key="upload",
+        on_change=load_upload,
+        max_upload_size=1,
+    )
+    st.code(exp.to_json(), language="json")
+
+
+def results_ui(
+    tables: dict[str, pd.DataFrame], exp: Experiment, colors: dict[str, str], report: Any = None
+) -> None:
+    input_var = (
+        exp.input.std**2
+        if exp.input.distribution in (None, "normal")
+        else ((exp.input.high - exp.input.low) ** 2 / 12)
+    )
+    tabs = st.tabs(["Variance by depth", "Distributions", "Health", "Tables", "Code", "Experiment"])
+    with tabs[0]:
+        variance_tab(tables, colors, input_var)
+    with tabs[1]:
+        distributions_tab(tables, colors)
+    with tabs[2]:
+        health_tab(tables, colors, input_var)
+    with tabs[3]:
+        tables_tab(tables)
+    with tabs[4]:
+        code_tab(exp)
+    with tabs[5]:
+        experiment_tab(exp, report)
