@@ -14,13 +14,15 @@ import streamlit as st
 from initlab.experiment import Experiment
 from initlab.models import MODELS, normalize_model_spec
 from initlab.plots import scheme_colors
+from initlab.report import build_report
 from initlab.schemes import Scheme, validate_scheme
 from initlab.ui import model_panel, scheme_panel, state
 from initlab.ui.results_panel import results_ui
 from initlab.ui.runner import run_with_progress, slots_cached
 from initlab.ui.urlstate import encode
 
-TITLE = "initlab: what does this initialization do to my network?"
+TITLE = "initlab"
+SUBTITLE = "What does this initialization scheme do to my network, before training?"
 
 
 def sidebar() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -69,15 +71,8 @@ def show_results(exp: Experiment) -> None:
     if st.query_params.get("experiment") != token:
         st.query_params["experiment"] = token
     colors = scheme_colors([s.name for s in exp.schemes])
-    results_ui(tables, exp, colors, report_html(exp, tables))
-
-
-def report_html(exp: Experiment, tables: dict) -> str | None:
-    try:
-        from initlab.report import build_report
-    except ImportError:
-        return None
-    return build_report(exp, tables)
+    # The report (several MB with plotly.js inside) is built only when its button is clicked.
+    results_ui(tables, exp, colors, lambda: build_report(exp, tables))
 
 
 def show_last_good() -> None:
@@ -96,6 +91,7 @@ def main() -> None:
     spec = normalize_model_spec(model)
     ensure_editors(MODELS[spec["name"]].activation(spec))
     st.title(TITLE)
+    st.caption(SUBTITLE)
     if "load_error" in st.session_state:
         st.error(st.session_state.pop("load_error"))
     slots = slots_cached(json.dumps(spec, sort_keys=True))

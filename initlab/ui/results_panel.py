@@ -3,6 +3,7 @@ tables, code, experiment. Everything here is display: changing it never reruns t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -107,6 +108,7 @@ def code_tab(exp: Experiment) -> None:
                 file_name=f"init_{_slug(scheme.name)}.py",
                 mime="text/x-python",
                 key=f"dl_code_{i}",
+                on_click="ignore",
             )
 
 
@@ -114,13 +116,14 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_") or "scheme"
 
 
-def experiment_tab(exp: Experiment, report_html: str | None) -> None:
+def experiment_tab(exp: Experiment, report_html: Callable[[], str] | None) -> None:
     st.download_button(
         "Download experiment.json",
         exp.to_json(),
         file_name="experiment.json",
         mime="application/json",
         key="dl_experiment",
+        on_click="ignore",
     )
     if report_html is not None:
         st.download_button(
@@ -129,6 +132,7 @@ def experiment_tab(exp: Experiment, report_html: str | None) -> None:
             file_name="report.html",
             mime="text/html",
             key="dl_report",
+            on_click="ignore",
         )
     st.file_uploader(
         "Load an experiment (JSON)",

@@ -242,6 +242,6 @@ def schemes_ui(
     for index, (column, editor) in enumerate(zip(columns, editors, strict=True)):
         with column:
             out.append(editor_ui(index, editor, slots, check))
-    st.button("＋ Add scheme", key="add_scheme", on_click=_add,
+    st.button("Add scheme", key="add_scheme", on_click=_add, icon=":material/add:",
               disabled=len(editors) >= MAX_SCHEMES)  # fmt: skip
     return out

@@ -1,0 +1,71 @@
+"""A standalone HTML report: the app's figures and tables in one file that opens offline
+(plotly.js is embedded once, so no network is needed to view it)."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from initlab import plots
+from initlab.codegen import to_code
+from initlab.experiment import Experiment
+from initlab.health import layer_health, verdicts
+
+STYLE = """
+body { font-family: Inter, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
+       color: #222; }
+h1 { margin-bottom: 0.1em; } .sub { color: #666; margin-top: 0; }
+table { border-collapse: collapse; font-size: 12px; } td, th { padding: 2px 8px; }
+tr:nth-child(even) { background: #f6f6f6; } pre { background: #f6f6f6; padding: 1em;
+overflow-x: auto; } .dot { font-size: 20px; }
+"""
+
+
+def _figures(tables: dict[str, pd.DataFrame], colors: dict[str, str]) -> list[go.Figure]:
+    layers, hists = tables["layers"], tables["histograms"]
+    figs = [plots.variance_by_depth(layers, colors=colors),
+            plots.grad_variance_by_depth(layers, colors=colors)]  # fmt: skip
+    for kind in plots.HISTOGRAM_KINDS:
+        if (hists["kind"] == kind).any():
+            figs.append(plots.histogram_grid(hists, kind, colors=colors, max_rows=6))
+    return figs
+
+
+def _figure_html(figs: list[go.Figure]) -> list[str]:
+    # plotly.js goes into the first figure only; the rest reuse it.
+    return [fig.to_html(full_html=False, include_plotlyjs=i == 0) for i, fig in enumerate(figs)]
+
+
+def _verdicts_html(exp: Experiment, layers: pd.DataFrame, colors: dict[str, str]) -> str:
+    input_var = exp.input.std**2 if exp.input.distribution in (None, "normal") else 1.0
+    items = [f"<li><span class='dot' style='color:{colors[s]}'>●</span> <b>{html.escape(s)}</b>: "
+             f"{html.escape(v)}</li>" for s, v in verdicts(layers, input_var).items()]  # fmt: skip
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def build_report(exp: Experiment, tables: dict[str, pd.DataFrame]) -> str:
+    """The whole report as one HTML string."""
+    colors = plots.scheme_colors([s.name for s in exp.schemes])
+    parts = [f"<style>{STYLE}</style>", "<h1>initlab report</h1>",
+             f"<p class='sub'>{html.escape(_model_line(exp))}</p>",
+             _verdicts_html(exp, tables["layers"], colors),
+             *_figure_html(_figures(tables, colors)),
+             "<h2>Health</h2>", layer_health(tables["layers"]).to_html(index=False),
+             "<h2>Parameters</h2>", tables["params"].to_html(index=False, float_format="%.4g"),
+             "<h2>Code</h2>",
+             *(f"<h3>{html.escape(s.name)}</h3><pre>{html.escape(to_code(s))}</pre>"
+               for s in exp.schemes),
+             "<h2>Experiment</h2>", f"<pre>{html.escape(exp.to_json())}</pre>"]  # fmt: skip
+    body = "\n".join(parts)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>initlab report</title>"
+            f"</head><body>{body}</body></html>")  # fmt: skip
+
+
+def _model_line(exp: Experiment) -> str:
+    model = ", ".join(f"{k}={v}" for k, v in exp.model.items() if k != "name" and v is not None)
+    return (
+        f"{exp.model['name']}({model}) · batch {exp.input.batch_size} · "
+        f"seeds {list(exp.seeds)} · backward {'on' if exp.backward else 'off'}"
+    )
