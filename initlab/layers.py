@@ -67,6 +67,8 @@ def role_of(module: nn.Module) -> str:
 
 
 def saturation_bounds(module: nn.Module) -> tuple[float, float] | None:
+    if isinstance(module, nn.Hardtanh):  # also ReLU6: its own min_val/max_val, e.g. (0, 6)
+        return float(module.min_val), float(module.max_val)
     for cls, bounds in SATURATION.items():
         if isinstance(module, cls):
             return bounds
@@ -79,6 +81,11 @@ def default_std(module: nn.Module, param: str, shape: tuple[int, ...]) -> float:
         return 0.0  # weight 1, bias 0
     if isinstance(module, nn.Embedding):
         return 1.0
+    if isinstance(module, nn.MultiheadAttention):
+        # _reset_parameters: xavier_uniform_ on in_proj_weight, zeros on in_proj_bias.
+        return math.sqrt(2.0 / sum(shape[:2])) if "weight" in param and len(shape) == 2 else 0.0
+    if type(module).__name__ == "NonDynamicallyQuantizableLinear" and "bias" in param:
+        return 0.0  # MultiheadAttention zeroes its out_proj.bias
     if isinstance(module, (nn.Linear, *FAMILIES["Conv"], *FAMILIES["ConvTranspose"])):
         # kaiming_uniform_(a=sqrt(5)) on weights and U(±1/sqrt(fan_in)) on biases: both
         # are uniform with bound 1/sqrt(fan_in), i.e. std 1/sqrt(3·fan_in).

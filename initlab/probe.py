@@ -66,6 +66,7 @@ class _Recorder:
         self.stack: list[list[Any]] = []  # [module, a child was called]
         self.rows: list[dict[str, Any]] = []
         self.hists: list[tuple[str, str, list[float], list[float]]] = []
+        self.calls: dict[str, int] = {}
 
     def pre(self, module: nn.Module, args: Any) -> None:
         if self.stack:
@@ -86,9 +87,12 @@ class _Recorder:
             "act_mean": s.mean, "act_var": s.var, "act_std": s.std, "frac_zero": s.frac_zero,
             "frac_saturated": s.frac_saturated, "nonfinite": s.nonfinite, "grad_var": float("nan"),
         })  # fmt: skip
-        self.hists.append(("activation", name, *histogram(tensor, self.bins)))
+        # A module called again gets "name#2", ... so each call's histogram stays separate.
+        calls = self.calls[name] = self.calls.get(name, 0) + 1
+        label = name if calls == 1 else f"{name}#{calls}"
+        self.hists.append(("activation", label, *histogram(tensor, self.bins)))
         if self.backward and tensor.requires_grad:
-            tensor.register_hook(lambda grad, i=index, n=name: self._on_grad(i, n, grad))
+            tensor.register_hook(lambda grad, i=index, n=label: self._on_grad(i, n, grad))
 
     def _on_grad(self, index: int, name: str, grad: torch.Tensor) -> None:
         self.rows[index]["grad_var"] = summarize(grad).var
