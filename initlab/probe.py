@@ -90,13 +90,14 @@ class _Recorder:
         # A module called again gets "name#2", ... so each call's histogram stays separate.
         calls = self.calls[name] = self.calls.get(name, 0) + 1
         label = name if calls == 1 else f"{name}#{calls}"
-        self.hists.append(("activation", label, *histogram(tensor, self.bins)))
+        self.hists.append(("activation", label, *histogram(tensor, self.bins, s)))
         if self.backward and tensor.requires_grad:
             tensor.register_hook(lambda grad, i=index, n=label: self._on_grad(i, n, grad))
 
     def _on_grad(self, index: int, name: str, grad: torch.Tensor) -> None:
-        self.rows[index]["grad_var"] = summarize(grad).var
-        self.hists.append(("gradient", name, *histogram(grad, self.bins)))
+        s = summarize(grad)
+        self.rows[index]["grad_var"] = s.var
+        self.hists.append(("gradient", name, *histogram(grad, self.bins, s)))
 
     def histograms(self) -> pd.DataFrame:
         rows = [
