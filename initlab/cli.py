@@ -16,6 +16,7 @@ from initlab.experiment import Experiment, Results, run
 from initlab.methods import METHODS
 from initlab.models import MODELS
 from initlab.presets import PRESETS
+from initlab.report import build_report
 
 EXIT_INVALID = 2
 
@@ -29,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     code_p = sub.add_parser("code", help="print a scheme as an initialize_weights function")
     code_p.add_argument("experiment", help="experiment JSON file")
     code_p.add_argument("--scheme", help="scheme name (default: every scheme)")
+    for p in (run_p, code_p):
+        p.add_argument("--allow-custom-models", action="store_true",
+                       help="allow a 'custom' model (imports and runs your factory's code); "
+                       "or set INITLAB_ALLOW_CUSTOM_MODELS=1")  # fmt: skip
     for name, text in (("methods", "list methods and their parameters"),
                        ("presets", "list presets"), ("models", "list zoo models")):  # fmt: skip
         sub.add_parser(name, help=text)
@@ -46,19 +51,26 @@ def _progress() -> Callable[[float, str], None]:
     return report
 
 
+def _allow_custom(args: argparse.Namespace) -> bool | None:
+    """The flag enables custom models; without it, INITLAB_ALLOW_CUSTOM_MODELS decides."""
+    return True if args.allow_custom_models else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    exp = Experiment.from_json(args.experiment)
+    exp = Experiment.from_json(args.experiment, allow_custom=_allow_custom(args))
     results: Results = run(exp, progress=_progress())
     out = Path(args.out)
     paths = results.write_csv(out)
     (out / "experiment.json").write_text(exp.to_json() + "\n", encoding="utf-8")
-    for path in [*paths, out / "experiment.json"]:
+    tables = {"layers": results.layers, "params": results.params, "histograms": results.histograms}
+    (out / "report.html").write_text(build_report(exp, tables), encoding="utf-8")
+    for path in [*paths, out / "experiment.json", out / "report.html"]:
         print(path)
     return 0
 
 
 def cmd_code(args: argparse.Namespace) -> int:
-    exp = Experiment.from_json(args.experiment)
+    exp = Experiment.from_json(args.experiment, allow_custom=_allow_custom(args))
     schemes = [s for s in exp.schemes if args.scheme in (None, s.name)]
     if not schemes:
         names = ", ".join(repr(s.name) for s in exp.schemes)
@@ -110,4 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return f"no such file: {exc.filename}"
-    return str(exc)
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    more = f"\n(and {len(lines) - 1} more problem(s); fix this one first)" if len(lines) > 1 else ""
+    return lines[0] + more

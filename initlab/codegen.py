@@ -2,7 +2,9 @@
 
 The code walks `named_modules()` and each module's own parameters in the same order as
 `apply_scheme`, runs the same `Call` for every parameter, and copies initlab's own helper
-initializers verbatim, so on a fresh model it gives the same tensors bit for bit.
+initializers verbatim, so on a fresh model it gives the same tensors bit for bit. A scale of
+'1/sqrt(matches)' becomes a count of the modules its rule matches, taken before any tensor is
+touched, and the same `1.0 / math.sqrt(count)` that `scale_for_matches` computes.
 """
 
 from __future__ import annotations
@@ -38,15 +40,21 @@ def _condition(rule: Rule) -> str:
     return test
 
 
-def _call_lines(spec: MethodSpec, shape: tuple[int, ...] | None = None) -> list[str]:
+def _call_lines(spec: MethodSpec, index: int) -> list[str]:
     """The statements that initialize `p` with `spec` (shape-independent calls only)."""
     if spec.method == "default":
         return ["pass  # keep PyTorch's default"]
-    call = spec.call(shape or (2, 2))
-    lines = [_format_call(call) + _gain_comment(spec)]
+    call = spec.call((2, 2))
+    return [_format_call(call) + _gain_comment(spec), *_scale_lines(spec, index)]
+
+
+def _scale_lines(spec: MethodSpec, index: int) -> list[str]:
+    """The multiplication by the spec's scale, if any (the same float apply_scheme uses)."""
+    if spec.counted:
+        return [f"p.mul_(1.0 / math.sqrt(matches[{index}]))  # 1/sqrt(rule {index}'s matches)"]
     if spec.scale != 1.0:
-        lines.append(f"p.mul_({spec.scale!r})")
-    return lines
+        return [f"p.mul_({spec.scale!r})"]
+    return []
 
 
 def _format_call(call: Call) -> str:
@@ -66,10 +74,10 @@ def _shape_dependent(spec: MethodSpec) -> bool:
     return spec.kwargs.get("nonlinearity") in ("gelu", "silu", "elu", "mish")
 
 
-def _spec_lines(spec: MethodSpec, depth: int) -> list[str]:
+def _spec_lines(spec: MethodSpec, depth: int, index: int) -> list[str]:
     pad = INDENT * depth
     if not _shape_dependent(spec):
-        return [pad + line for line in _call_lines(spec)]
+        return [pad + line for line in _call_lines(spec, index)]
     # Same formula as initlab.methods.kaiming_*: std = gain / sqrt(fan).
     kind = spec.method.removeprefix("kaiming_")
     mode = spec.kwargs["mode"]
@@ -85,8 +93,7 @@ def _spec_lines(spec: MethodSpec, depth: int) -> list[str]:
     else:
         lines += ["bound = math.sqrt(3.0) * std",
                   "nn.init.uniform_(p, a=-bound, b=bound, generator=generator)"]  # fmt: skip
-    if spec.scale != 1.0:
-        lines.append(f"p.mul_({spec.scale!r})")
+    lines += _scale_lines(spec, index)
     return [pad + line for line in lines]
 
 
@@ -94,9 +101,9 @@ def _rule_lines(index: int, rule: Rule, first: bool) -> list[str]:
     keyword = "if" if first else "elif"
     lines = [f"{INDENT}# rule {index}: {rule.label()}", f"{INDENT}{keyword} {_condition(rule)}:"]
     lines.append(f'{INDENT * 2}if "weight" in pname:')
-    lines += _spec_lines(rule.weight, 3)
+    lines += _spec_lines(rule.weight, 3, index)
     lines.append(f'{INDENT * 2}elif "bias" in pname:')
-    lines += _spec_lines(rule.bias, 3)
+    lines += _spec_lines(rule.bias, 3, index)
     return lines
 
 
@@ -137,11 +144,40 @@ def _init_parameter(
     name: str, module: nn.Module, pname: str, p: torch.Tensor, generator: torch.Generator | None
 ) -> None:
 '''
+# With counted scales: the counts come first, from the whole model, and travel as `matches`.
+COUNT = """    # A scale of 1/sqrt(matches) needs how many modules its rule matches (in any order).
+    matches = {{
+{counts}
+    }}
+"""
+
+
+def _counted(scheme: Scheme) -> list[int]:
+    return [i for i, r in enumerate(scheme.rules) if r.weight.counted or r.bias.counted]
+
+
+def _body(scheme: Scheme) -> list[str]:
+    """initialize_weights and the head of _init_parameter; with counted scales, `matches`."""
+    counted = _counted(scheme)
+    if not counted:
+        return BODY.rstrip("\n").split("\n")
+    counts = "\n".join(
+        f"{INDENT * 2}{i}: sum(1 for name, module in model.named_modules()\n"
+        f"{INDENT * 2}       if {_condition(scheme.rules[i])}),"
+        for i in counted
+    )
+    body = BODY.replace("    seen = set()", COUNT.format(counts=counts) + "    seen = set()")
+    body = body.replace("p, generator)\n", "p, generator, matches)\n")
+    body = body.replace(
+        "generator: torch.Generator | None\n) -> None:",
+        "generator: torch.Generator | None,\n    matches: dict[int, int],\n) -> None:",
+    )
+    return body.rstrip("\n").split("\n")
 
 
 def _imports(scheme: Scheme) -> list[str]:
     specs = [spec for rule in scheme.rules for spec in (rule.weight, rule.bias)]
-    needs_math = bool(_helpers(scheme)) or any(_shape_dependent(s) for s in specs)
+    needs_math = bool(_helpers(scheme)) or any(_shape_dependent(s) or s.counted for s in specs)
     stdlib = ["import fnmatch"] if any(r.name for r in scheme.rules) else []
     stdlib += ["import math"] if needs_math else []
     return [*stdlib, *([""] if stdlib else []), "import torch", "from torch import nn", ""]
@@ -154,7 +190,7 @@ def to_code(scheme: Scheme) -> str:
     lines += _imports(scheme)
     for source in _helpers(scheme):
         lines += ["", source.rstrip(), ""]
-    lines += BODY.rstrip("\n").split("\n")
+    lines += _body(scheme)
     if not scheme.rules:
         lines.append(f"{INDENT}pass  # no rules: every parameter keeps PyTorch's default")
     for i, rule in enumerate(scheme.rules):

@@ -26,6 +26,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -77,8 +78,11 @@ class Experiment(BaseModel):
 
     @field_validator("model", mode="before")
     @classmethod
-    def _model(cls, value: Any) -> dict[str, Any]:
-        return normalize_model_spec(value)
+    def _model(cls, value: Any, info: ValidationInfo) -> dict[str, Any]:
+        # Permission to import a custom model's code comes from the caller through the
+        # validation context (from_dict's allow_custom); without it, the environment decides.
+        allow = (info.context or {}).get("allow_custom")
+        return normalize_model_spec(value, allow_custom=allow)
 
     @field_validator("seeds")
     @classmethod
@@ -108,30 +112,36 @@ class Experiment(BaseModel):
     # ------------------------------------------------------------ construction and export
 
     @classmethod
-    def from_dict(cls, d: Any) -> Experiment:
-        """Validate a plain dict; any problem is one ValueError naming the field."""
+    def from_dict(cls, d: Any, allow_custom: bool | None = None) -> Experiment:
+        """Validate a plain dict; any problem is one ValueError naming the field.
+
+        `allow_custom=True` permits a `custom` model (it imports the user's code); None reads
+        INITLAB_ALLOW_CUSTOM_MODELS=1 from the environment.
+        """
         if not isinstance(d, dict):
             raise ValueError(f"an experiment must be a JSON object; got {type(d).__name__}")
         try:
-            return cls.model_validate(d)
+            return cls.model_validate(d, context={"allow_custom": allow_custom})
         except ValidationError as exc:
             raise ValueError(format_errors(exc)) from None
 
     @classmethod
-    def from_json(cls, source: str | Path) -> Experiment:
+    def from_json(cls, source: str | Path, allow_custom: bool | None = None) -> Experiment:
         """Read an experiment from a JSON file path (JSON only: nothing in it is executed)."""
         path = Path(source)
         if path.stat().st_size > MAX_FILE_BYTES:
             raise ValueError(f"{path}: larger than {MAX_FILE_BYTES // 1000} KB; not an experiment")
-        return cls.from_text(path.read_text(encoding="utf-8"), str(path))
+        return cls.from_text(path.read_text(encoding="utf-8"), str(path), allow_custom)
 
     @classmethod
-    def from_text(cls, text: str, where: str = "experiment") -> Experiment:
+    def from_text(
+        cls, text: str, where: str = "experiment", allow_custom: bool | None = None
+    ) -> Experiment:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(data, allow_custom)
 
     def to_dict(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude={"schemes"})
@@ -164,6 +174,9 @@ def _unique_names(schemes: tuple[Scheme, ...]) -> None:
 
 def _check_input(model: dict[str, Any], spec: InputSpec) -> None:
     entry = MODELS[model["name"]]
+    if entry.custom:
+        _check_custom_input(spec)
+        return
     expected = entry.input_shape(model)
     if spec.shape is not None and tuple(spec.shape) != tuple(expected):
         raise ValueError(f"input.shape: {model['name']} expects {list(expected)} per sample; "
@@ -173,6 +186,20 @@ def _check_input(model: dict[str, Any], spec: InputSpec) -> None:
         allowed = "tokens" if wants_tokens else "normal or uniform"
         raise ValueError(f"input.distribution: {model['name']} takes {allowed} input; "
                          f"got {spec.distribution}")  # fmt: skip
+    vocab = entry.tokens(model)
+    if vocab is not None and spec.vocab_size is not None and spec.vocab_size > vocab:
+        raise ValueError(f"input.vocab_size: {model['name']} has {vocab} token ids; "
+                         f"got {spec.vocab_size}")  # fmt: skip
+
+
+def _check_custom_input(spec: InputSpec) -> None:
+    """Initlab cannot know what a user's model eats: the input must say it."""
+    if spec.shape is None:
+        raise ValueError("input.shape: a custom model must declare its per-sample input shape, "
+                         "e.g. [3, 32, 32], or [seq_len] with distribution 'tokens'")  # fmt: skip
+    if spec.distribution == "tokens" and spec.vocab_size is None:
+        raise ValueError("input.vocab_size: token input to a custom model needs the vocabulary "
+                         "size (token ids are drawn from 0 to vocab_size - 1)")  # fmt: skip
 
 
 def format_errors(exc: ValidationError, most: int = 3) -> str:
@@ -185,7 +212,9 @@ def format_errors(exc: ValidationError, most: int = 3) -> str:
             msg = f"unknown field; allowed: {', '.join(_allowed_fields(err['loc']))}"
         elif err["type"] == "missing":
             msg = "missing (required)"
-        lines.append(msg if loc and msg.startswith(loc.split(".")[0] + ".") else f"{loc}: {msg}")
+        # Our own validators already start their messages with the field's full path.
+        ours = not loc or msg.startswith((loc.split(".")[0] + ".", loc.split(".")[0] + ":"))
+        lines.append(msg if ours else f"{loc}: {msg}")
     more = len(exc.errors()) - most
     return "\n".join(lines + ([f"... and {more} more"] if more > 0 else []))
 
@@ -221,7 +250,7 @@ def make_input(exp: Experiment, seed: int) -> torch.Tensor:
     spec, g = exp.input, generator(seed, "input")
     shape = (spec.batch_size, *exp.input_shape())
     vocab = MODELS[exp.model["name"]].tokens(exp.model)
-    if vocab is not None:
+    if vocab is not None or spec.distribution == "tokens":  # custom models: input says
         return torch.randint(0, spec.vocab_size or vocab, shape, generator=g)
     if spec.distribution == "uniform":
         return torch.empty(shape).uniform_(spec.low, spec.high, generator=g)
@@ -232,7 +261,8 @@ def build_initialized(exp: Experiment, scheme: Scheme, seed: int) -> tuple[nn.Mo
     """A fresh model for this seed with `scheme` applied (on the CPU, so any device agrees)."""
     from initlab.models import build_model
 
-    model = build_model(exp.model, seed=stream_seed(seed, "model"))
+    # allow_custom: validating the experiment already refused a custom model unless enabled.
+    model = build_model(exp.model, seed=stream_seed(seed, "model"), allow_custom=True)
     table = apply_scheme(model, scheme, generator(seed, "init"))
     return model, table
 
@@ -265,7 +295,7 @@ def validate_against_model(exp: Experiment) -> None:
     """Check every scheme against the model before anything runs."""
     from initlab.models import build_model
 
-    model = build_model(exp.model)
+    model = build_model(exp.model, allow_custom=True)  # validation checked the permission
     for scheme in exp.schemes:
         validate_scheme(scheme, model)
 

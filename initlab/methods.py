@@ -281,6 +281,15 @@ _ENTRIES = [
 METHODS: dict[str, Method] = {m.name: m for m in _ENTRIES}
 
 SCALE = Param("scale", "float", 1.0, "multiplies the initialized tensor (e.g. 1/sqrt(2·n_layers))")
+# A scale counted from the model itself: 1/sqrt(number of modules the rule matches, in any rule
+# order). GPT-2 scales its residual projections by 1/sqrt(2·n_layers), and "*.c_proj" matches
+# exactly 2·n_layers modules in GPT-2, nanoGPT and the zoo's transformer.
+SCALE_BY_MATCHES = "1/sqrt(matches)"
+
+
+def scale_for_matches(matches: int) -> float:
+    """The number `SCALE_BY_MATCHES` resolves to (generated code uses the same expression)."""
+    return 1.0 / math.sqrt(matches)
 
 
 # ---------------------------------------------------------------- method specs
@@ -292,7 +301,18 @@ class MethodSpec:
 
     method: str = "default"
     params: tuple[tuple[str, Any], ...] = field(default=())
-    scale: float = 1.0
+    scale: float | str = 1.0  # a number, or SCALE_BY_MATCHES until resolved for a model
+
+    @property
+    def counted(self) -> bool:
+        """True while the scale is SCALE_BY_MATCHES, i.e. depends on the model."""
+        return isinstance(self.scale, str)
+
+    def for_matches(self, matches: int) -> MethodSpec:
+        """This spec with a counted scale resolved for a rule matching `matches` modules."""
+        if not self.counted:
+            return self
+        return MethodSpec(self.method, self.params, scale_for_matches(matches))
 
     @property
     def kwargs(self) -> Params:
@@ -311,13 +331,16 @@ class MethodSpec:
     def label(self) -> str:
         """Short text such as `xavier_normal(gain='tanh')` for tables and legends."""
         args = ", ".join(f"{k}={v!r}" for k, v in self.params)
-        scale = f" × {self.scale:g}" if self.scale != 1.0 else ""
+        factor = self.scale if self.counted else f"{self.scale:g}"
+        scale = f" × {factor}" if self.scale != 1.0 else ""
         return f"{self.method}({args}){scale}" if args else f"{self.method}{scale}"
 
     def call(self, shape: Shape) -> Call | None:
         return self.entry.call(shape, self.kwargs)
 
     def expected_std(self, shape: Shape) -> float:
+        if self.counted:
+            return math.nan  # unknown until resolved for a model (`for_matches`)
         return abs(self.scale) * self.entry.expected_std(shape, self.kwargs)
 
     def gain(self) -> float:
@@ -356,12 +379,27 @@ def parse_method_spec(value: Any, where: str) -> MethodSpec:
         )
     given = dict(value)
     name = _method_name(given.pop("method", None), where)
-    scale = SCALE.check(given.pop("scale", 1.0), f"{where}.scale")
+    scale = _parse_scale(given.pop("scale", 1.0), f"{where}.scale")
+    if name == "default" and scale != 1.0:
+        raise ValueError(
+            f"{where}.scale: 'default' keeps PyTorch's values untouched, so it "
+            "takes no scale; pick a method to scale"
+        )
     method = METHODS[name]
     params = check_params(method.params, given, where, f"method '{name}'")
     if method.check:
         method.check(params, where)
     return MethodSpec(name, tuple(params.items()), scale)
+
+
+def _parse_scale(value: Any, where: str) -> float | str:
+    if isinstance(value, str) and value.replace(" ", "") == SCALE_BY_MATCHES:
+        return SCALE_BY_MATCHES
+    try:
+        return SCALE.check(value, where)
+    except ValueError:
+        got = f"'{value}'" if isinstance(value, str) else repr(value)
+        raise ValueError(f"{where}: must be a number or '{SCALE_BY_MATCHES}'; got {got}") from None
 
 
 def _method_name(name: Any, where: str) -> str:

@@ -3,10 +3,17 @@
 Every builder returns a fresh `nn.Module`; `build_model` seeds PyTorch's global generator
 around the construction (and restores it), so a module's own default init is reproducible
 without touching the caller's random state.
+
+Zoo models use torchvision's and GPT-2's module names (`layer1.0.bn2`, `h.0.attn.c_proj`), so
+a scheme written by name for the zoo also works on those models in the wild. `custom` imports
+the user's own factory; it runs their code, so it is refused unless explicitly enabled.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,13 +52,20 @@ class ModelEntry:
     input_shape: Callable[[Spec], tuple[int, ...]]
     activation: Callable[[Spec], str]  # nonlinearity name for presets' gains
     tokens: Callable[[Spec], int | None] = lambda spec: None  # vocab size for token inputs
+    prepare: Callable[[Spec, str], Spec] | None = None  # rewrites given fields before checks
+    check: Callable[[Spec, str], None] | None = None  # constraints between parameters
+    custom: bool = False  # imports and runs the user's code: refused unless enabled
 
-    def normalize(self, spec: Spec, where: str = "model") -> Spec:
-        """Validate a spec dict (without 'name'); return it with defaults filled in."""
+    def normalize(self, spec: Spec, where: str = "model", allow_custom: bool = False) -> Spec:
+        """Validate a spec dict; return it with defaults filled in."""
         given = {k: v for k, v in spec.items() if k != "name"}
-        if self.name == "mlp":
-            given = _mlp_widths(given, where)
+        if self.custom:
+            return _normalize_custom(given, where, allow_custom)
+        if self.prepare is not None:
+            given = self.prepare(given, where)
         checked = check_params(self.params, given, where, f"model '{self.name}'")
+        if self.check is not None:
+            self.check(checked, where)
         return {"name": self.name, **checked}
 
 
@@ -128,17 +142,315 @@ class LeNet(nn.Module):
         return self.fc3(x)
 
 
+# ---------------------------------------------------------------- cnn
+
+
+def build_cnn(spec: Spec) -> nn.Module:
+    """depth × [Conv 3×3 → (BatchNorm) → activation], then global average pool and a Linear head.
+
+    Flat names at the top level (`conv1`, `bn1`, `act1`, ...): a plain stack has no residual
+    blocks, so name globs meant for them (`*.bn2`) must not match here.
+    """
+    layers: list[tuple[str, nn.Module]] = []
+    channels, bn = spec["channels"], spec["batchnorm"]
+    for i in range(1, spec["depth"] + 1):
+        # Bias is redundant in front of BatchNorm, which subtracts the mean anyway.
+        layers.append((f"conv{i}", nn.Conv2d(3 if i == 1 else channels, channels, 3, padding=1,
+                                             bias=not bn)))  # fmt: skip
+        if bn:
+            layers.append((f"bn{i}", nn.BatchNorm2d(channels)))
+        layers.append((f"act{i}", ACTIVATIONS[spec["activation"]]()))
+    layers += [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
+               ("fc", nn.Linear(channels, NUM_CLASSES))]  # fmt: skip
+    return nn.Sequential(OrderedDict(layers))
+
+
+NUM_CLASSES = 10
+IMAGE_SIZE = Param("image_size", "int", 32, "height and width of the RGB input", low=4, high=1024)
+CNN_PARAMS = (
+    Param("depth", "int", 8, "number of 3×3 conv layers", low=1, high=200),
+    Param("channels", "int", 32, "channels of every conv layer", low=1, high=2048),
+    Param("activation", "choice", "relu", "activation after every conv",
+          choices=tuple(ACTIVATIONS)),
+    Param("batchnorm", "bool", False, "BatchNorm between conv and activation"),
+    IMAGE_SIZE,
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------- resnet
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock: conv3×3 → bn → relu → conv3×3 → bn, plus the shortcut, → relu.
+
+    One `relu` module is called twice per block, as in torchvision (the probe sees two calls).
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()  # not inplace: the probe keeps hooks on outputs
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+    """A CIFAR-style ResNet with torchvision's names: stem `conv1/bn1/relu`, stages
+    `layer{i}.{j}` of BasicBlocks (width doubling, stride 2 from the second stage), `fc` head."""
+
+    def __init__(self, stages: int, blocks: int, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        cin = width
+        for i in range(stages):
+            cout = width * 2**i
+            stride = 1 if i == 0 else 2
+            stage = [BasicBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1)
+                     for j in range(blocks)]  # fmt: skip
+            self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
+            cin = cout
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, NUM_CLASSES)
+        self.stages = stages
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        for i in range(self.stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+RESNET_PARAMS = (
+    Param("stages", "int", 3, "stages; each doubles the width and halves the resolution",
+          low=1, high=6),
+    Param("blocks", "int", 2, "residual blocks per stage", low=1, high=100),
+    Param("width", "int", 16, "channels of the stem and the first stage", low=1, high=512),
+    IMAGE_SIZE,
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------- transformer
+
+
+class SelfAttention(nn.Module):
+    """Causal multi-head self-attention: `c_attn` (d → 3d), SDPA, `c_proj` (d → d)."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.c_attn = nn.Linear(d_model, 3 * d_model)
+        self.c_proj = nn.Linear(d_model, d_model)  # a residual projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.c_attn(x).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class MLP(nn.Module):
+    """`c_fc` (d → 4d) → gelu → `c_proj` (4d → d)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(d_model, 4 * d_model)
+        self.act = nn.GELU()
+        self.c_proj = nn.Linear(4 * d_model, d_model)  # a residual projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(self.act(self.c_fc(x)))
+
+
+class Block(nn.Module):
+    """Pre-LN: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads)
+        self.ln_2 = nn.LayerNorm(d_model)
+        self.mlp = MLP(d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    """A GPT-2 / nanoGPT-shaped decoder with their module names, so name-based schemes written
+    for those (such as the gpt2 preset's `*.c_proj`) apply unchanged."""
+
+    def __init__(self, spec: Spec) -> None:
+        super().__init__()
+        d = spec["d_model"]
+        self.wte = nn.Embedding(spec["vocab_size"], d)
+        self.wpe = nn.Embedding(spec["seq_len"], d)
+        self.h = nn.ModuleList(Block(d, spec["n_heads"]) for _ in range(spec["n_layers"]))
+        self.ln_f = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, spec["vocab_size"], bias=False)
+        if spec["tie_weights"]:
+            self.lm_head.weight = self.wte.weight  # as GPT-2: initialized once, as wte
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(idx.shape[1], device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+def _check_heads(spec: Spec, where: str) -> None:
+    if spec["d_model"] % spec["n_heads"]:
+        raise ValueError(f"{where}.n_heads: must divide d_model ({spec['d_model']}), so each "
+                         f"head gets d_model/n_heads dims; got {spec['n_heads']}")  # fmt: skip
+
+
+TRANSFORMER_PARAMS = (
+    Param("n_layers", "int", 4, "transformer blocks", low=1, high=48),
+    Param("d_model", "int", 128, "width of the residual stream", low=8, high=4096),
+    Param("n_heads", "int", 4, "attention heads (must divide d_model)", low=1, high=128),
+    Param("vocab_size", "int", 1000, "token vocabulary", low=2, high=262_144),
+    Param("seq_len", "int", 32, "tokens per sample (and learned positions)", low=1, high=8192),
+    Param("tie_weights", "bool", True, "lm_head shares the token embedding's weight (GPT-2)"),
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------- custom (the user's own code)
+
+ALLOW_ENV = "INITLAB_ALLOW_CUSTOM_MODELS"
+_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+CUSTOM_PARAMS = (
+    Param("activation", "choice", "relu", "the model's main activation (sets presets' gains)",
+          choices=tuple(ACTIVATIONS)),
+)  # fmt: skip
+
+
+def custom_allowed(allow: bool | None = None) -> bool:
+    """An explicit choice wins; None reads INITLAB_ALLOW_CUSTOM_MODELS=1 from the environment.
+
+    There is deliberately no module-level switch: permission is passed from the boundary (CLI
+    flag, the caller's argument, the environment) to the one place that imports user code.
+    """
+    if allow is not None:
+        return allow
+    return os.environ.get(ALLOW_ENV, "").strip() == "1"
+
+
+def _refusal(given: Spec, where: str) -> ValueError:
+    factory = given.get("factory")
+    what = f" ('{factory}')" if isinstance(factory, str) else ""
+    return ValueError(
+        f"{where}.name: a custom model{what} imports and runs your own code, so it is off by "
+        f"default; enable it with the CLI flag --allow-custom-models, the environment variable "
+        f"{ALLOW_ENV}=1, or allow_custom=True in Python"
+    )
+
+
+def import_factory(path: str, where: str = "model") -> Callable[..., Any]:
+    """The callable named by 'package.module:attr' (attr may be dotted, e.g. 'Class.create')."""
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # the user's module may raise anything while importing
+        raise ValueError(f"{where}.factory: cannot import '{path}': "
+                         f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+    if not callable(obj):
+        raise ValueError(f"{where}.factory: '{path}' is a {type(obj).__name__}, not a callable")
+    return obj
+
+
+def _normalize_custom(given: Spec, where: str, allow: bool) -> Spec:
+    """Refuse unless allowed; check the factory path and kwargs; import it so typos fail now."""
+    if not allow:
+        raise _refusal(given, where)
+    factory = given.get("factory")
+    if not isinstance(factory, str) or not _FACTORY.match(factory):
+        raise ValueError(f"{where}.factory: must be 'package.module:callable'; got {factory!r}")
+    kwargs = given.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ValueError(f"{where}.kwargs: must be an object of keyword arguments for the "
+                         f"factory; got {kwargs!r}")  # fmt: skip
+    import_factory(factory, where)
+    rest = {k: v for k, v in given.items() if k not in ("factory", "kwargs")}
+    checked = check_params(CUSTOM_PARAMS, rest, where, "model 'custom'")
+    return {"name": "custom", "factory": factory, "kwargs": dict(kwargs), **checked}
+
+
+def build_custom(spec: Spec) -> nn.Module:
+    """Call the user's factory with its kwargs; whatever it raises is named in a ValueError."""
+    factory = import_factory(spec["factory"])
+    try:
+        model = factory(**spec["kwargs"])
+    except Exception as exc:
+        raise ValueError(f"model.factory: '{spec['factory']}' raised "
+                         f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model.factory: '{spec['factory']}' returned a "
+                         f"{type(model).__name__}, not a torch.nn.Module")  # fmt: skip
+    return model
+
+
+def _custom_input_shape(spec: Spec) -> tuple[int, ...]:
+    raise ValueError("input.shape: a custom model must declare its per-sample input shape, "
+                     "e.g. [3, 32, 32], or [seq_len] with input.distribution 'tokens'")  # fmt: skip
+
+
 # ---------------------------------------------------------------- the registry
+
+
+def _gain(spec: Spec) -> str:
+    return GAIN_OF_ACTIVATION[spec["activation"]]
+
+
+def _image(spec: Spec) -> tuple[int, ...]:
+    return (3, spec["image_size"], spec["image_size"])
+
 
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry(
         "mlp", "depth × [Linear → activation]: the network of the signal-propagation papers",
         MLP_PARAMS, build_mlp, lambda s: (s["widths"][0] if s.get("widths") else s["width"],),
-        lambda s: GAIN_OF_ACTIVATION[s["activation"]],
+        _gain, prepare=_mlp_widths,
     ),
     "lenet": ModelEntry(
         "lenet", "the recipe's Net: conv 3→6 5×5, pool, conv 6→16 5×5, pool, fc 400→120→84→10",
         (), lambda s: LeNet(), lambda s: (3, 32, 32), lambda s: "relu",
+    ),
+    "cnn": ModelEntry(
+        "cnn", "plain VGG-style stack: depth × [conv 3×3 → (BatchNorm) → activation], pool, fc",
+        CNN_PARAMS, build_cnn, _image, _gain,
+    ),
+    "resnet": ModelEntry(
+        "resnet", "CIFAR-style ResNet of BasicBlocks with BatchNorm (torchvision's names)",
+        RESNET_PARAMS, lambda s: ResNet(s["stages"], s["blocks"], s["width"]), _image,
+        lambda s: "relu",
+    ),
+    "transformer": ModelEntry(
+        "transformer", "pre-LN GPT-style decoder (nanoGPT/GPT-2 names) on random token ids",
+        TRANSFORMER_PARAMS, Transformer, lambda s: (s["seq_len"],), lambda s: "gelu",
+        tokens=lambda s: s["vocab_size"], check=_check_heads,
+    ),
+    "custom": ModelEntry(
+        "custom", "your own nn.Module from \"factory\": \"package.module:callable\" (+ \"kwargs\");"
+        " needs input.shape; runs your code, so only with --allow-custom-models",
+        CUSTOM_PARAMS, build_custom, _custom_input_shape, _gain, custom=True,
     ),
 }  # fmt: skip
 
@@ -152,13 +464,20 @@ def model_entry(spec: Any, where: str = "model") -> ModelEntry:
     return MODELS[spec["name"]]
 
 
-def normalize_model_spec(spec: Any, where: str = "model") -> Spec:
-    return model_entry(spec, where).normalize(spec, where)
+def normalize_model_spec(spec: Any, where: str = "model", allow_custom: bool | None = None) -> Spec:
+    """Validate a model spec; `allow_custom` None reads INITLAB_ALLOW_CUSTOM_MODELS."""
+    return model_entry(spec, where).normalize(spec, where, custom_allowed(allow_custom))
 
 
-def build_model(spec: Spec, seed: int | None = None, device: str = "cpu") -> nn.Module:
-    """A fresh model from a zoo spec; with `seed`, its default init is reproducible."""
-    spec = normalize_model_spec(spec)
+def build_model(
+    spec: Spec, seed: int | None = None, device: str = "cpu", allow_custom: bool | None = None
+) -> nn.Module:
+    """A fresh model from a zoo spec; with `seed`, its default init is reproducible.
+
+    A `custom` spec imports and runs the user's factory, so it needs `allow_custom=True` (or
+    INITLAB_ALLOW_CUSTOM_MODELS=1).
+    """
+    spec = normalize_model_spec(spec, allow_custom=allow_custom)
     entry = MODELS[spec["name"]]
     if seed is None:
         return entry.build(spec).to(device)

@@ -1,7 +1,9 @@
 """Presets: named schemes that ship with initlab, each with a one-line "why" and its source.
 
 A preset is built for a model's activation (the nonlinearity name its gain comes from), so
-"Kaiming" on a tanh MLP uses tanh's gain.
+"Kaiming" on a tanh MLP uses tanh's gain. Presets select layers by family and, where a recipe
+singles some out, by the module names the original code uses (GPT-2's `*.c_proj`, torchvision's
+`*.bn2`), so they apply to those models in the wild, not only to initlab's zoo.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from initlab.methods import parse_method_spec
+from initlab.methods import SCALE_BY_MATCHES, parse_method_spec
 from initlab.schemes import Scheme
 
 WEIGHTED = ("Linear", "Conv", "ConvTranspose")  # families a fan-based preset initializes
@@ -59,6 +61,35 @@ def _plain(weight: dict | str) -> Callable[[str], list[dict]]:
     return lambda act: [*_all_weighted(weight), {"layers": "Embedding", "weight": weight}]
 
 
+GPT2_STD = 0.02  # GPT-2's initializer_range
+# Hugging Face's GPT-2 uses `Conv1D` (a Linear with its weight stored transposed, (in, out)).
+GPT2_LINEAR = ("Linear", "Conv1D")
+
+
+def _gpt2(act: str) -> list[dict]:
+    """GPT-2 / nanoGPT: N(0, 0.02) everywhere; the residual projections (`*.c_proj`, two per
+    block) scaled by 1/sqrt(their count) = 1/sqrt(2·n_layers), counted from the model."""
+    normal = {"method": "normal", "mean": 0.0, "std": GPT2_STD}
+    residual = {**normal, "scale": SCALE_BY_MATCHES}
+    rules = [{"layers": fam, "name": "*.c_proj", "weight": residual, "bias": "zeros"}
+             for fam in GPT2_LINEAR]  # fmt: skip
+    rules += [{"layers": fam, "weight": normal, "bias": "zeros"} for fam in GPT2_LINEAR]
+    return [*rules, {"layers": "Embedding", "weight": normal},
+            {"layers": "LayerNorm", "weight": "ones", "bias": "zeros"}]  # fmt: skip
+
+
+def _zero_init_residual(act: str) -> list[dict]:
+    """torchvision's ResNet init with zero_init_residual=True. BasicBlock's last norm is `bn2`;
+    Bottleneck blocks (ResNet-50 and up) end with `bn3` and would need a "*.bn3" rule."""
+    conv = {"method": "kaiming_normal", "mode": "fan_out", **_kaiming_nonlinearity(act)}
+    return [
+        {"layers": "BatchNorm", "name": "*.bn2", "weight": "zeros", "bias": "zeros"},
+        {"layers": "Conv", "weight": conv, "bias": "zeros"},
+        {"layers": "BatchNorm", "weight": "ones", "bias": "zeros"},
+        {"layers": "GroupNorm", "weight": "ones", "bias": "zeros"},
+    ]
+
+
 def _recipe(act: str) -> list[dict]:
     return [
         {"layers": "Conv2d", "weight": "xavier_normal", "bias": "zeros"},
@@ -95,6 +126,16 @@ _ENTRIES = [
     Preset("orthogonal", "Orthogonal",
            "orthogonal weights with the activation's gain: dynamical isometry in deep nets",
            "Saxe et al. 2013", lambda act: _all_weighted({"method": "orthogonal", "gain": act})),
+    Preset("gpt2", "GPT-2",
+           "N(0, 0.02) for Linear/Conv1D/Embedding; residual projections *.c_proj × "
+           "1/√(2·n_layers), so the residual stream's variance does not grow with depth",
+           "Radford et al. 2019, GPT-2 (section 2.3); nanoGPT and Hugging Face _init_weights",
+           _gpt2),
+    Preset("zero_init_residual", "Zero-init residual",
+           "Kaiming fan_out convs, BatchNorm 1/0, and each residual block's last BatchNorm "
+           "(*.bn2) at 0: every block starts as the identity",
+           "Goyal et al. 2017, Accurate, Large Minibatch SGD; torchvision's zero_init_residual",
+           _zero_init_residual),
     Preset("zeros", "All zeros",
            "every weight 0: the symmetry every unit shares and gradient descent cannot break",
            "any deep learning course", _plain("zeros")),

@@ -150,9 +150,24 @@ class Target:
     spec: MethodSpec
 
 
+def match_counts(model: nn.Module, scheme: Scheme) -> dict[int, int]:
+    """How many modules each rule with a counted scale ('1/sqrt(matches)') matches.
+
+    Every module the rule matches counts, whichever rule decides it (first match wins only
+    for applying), so the number is what the rule alone says: "*.c_proj" in GPT-2 is 2·n_layers.
+    """
+    counted = [i for i, r in enumerate(scheme.rules) if r.weight.counted or r.bias.counted]
+    if not counted:
+        return {}
+    modules = list(model.named_modules())
+    return {i: sum(scheme.rules[i].matches(n, m) for n, m in modules) for i in counted}
+
+
 def targets(model: nn.Module, scheme: Scheme) -> Iterator[Target]:
-    """Every parameter once, in named_modules() order, with the method the scheme gives it."""
+    """Every parameter once, in named_modules() order, with the method the scheme gives it
+    (counted scales resolved for this model)."""
     seen: set[int] = set()  # tied parameters are initialized once, by their first module
+    counts = match_counts(model, scheme)
     for qualname, module in model.named_modules():
         found = scheme.rule_for(qualname, module)
         for pname, tensor in module.named_parameters(recurse=False):
@@ -160,6 +175,7 @@ def targets(model: nn.Module, scheme: Scheme) -> Iterator[Target]:
                 continue
             seen.add(id(tensor))
             index, spec = (found[0], found[1].spec_for(pname)) if found else (None, MethodSpec())
+            spec = spec.for_matches(counts.get(index, 0)) if index is not None else spec
             full = f"{qualname}.{pname}" if qualname else pname
             yield Target(full, qualname, module, tensor, index, spec)
 
