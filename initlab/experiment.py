@@ -292,12 +292,18 @@ HISTS_OUT = ["scheme", "seed", *HIST_COLUMNS]
 
 
 def validate_against_model(exp: Experiment) -> None:
-    """Check every scheme against the model before anything runs."""
-    from initlab.models import build_model
+    """Before anything runs: every scheme fits the model, and the experiment fits the budget.
 
-    model = build_model(exp.model, allow_custom=True)  # validation checked the permission
+    Both look at the model on the meta device (shapes only), so a model too large for this
+    machine is refused without ever being allocated.
+    """
+    from initlab.guard import check_budget
+    from initlab.outline import meta_model
+
+    model = meta_model(exp.model, allow_custom=True)  # validation checked the permission
     for scheme in exp.schemes:
         validate_scheme(scheme, model)
+    check_budget(exp)
 
 
 def run(exp: Experiment, progress: Progress | None = None) -> Results:

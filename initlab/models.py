@@ -112,7 +112,9 @@ MLP_PARAMS = (
           low=1, high=100_000),
     Param("activation", "choice", "relu", "activation after every Linear",
           choices=tuple(ACTIVATIONS)),
-    Param("bias", "bool", True, "Linear layers have a bias"),
+    # No bias by default: the network of the signal-propagation papers (a bias sets a floor
+    # under the variance that hides how the weights alone propagate the signal).
+    Param("bias", "bool", False, "Linear layers have a bias"),
     Param("norm", "choice", "none", "normalization between Linear and activation",
           choices=("none", "batchnorm", "layernorm")),
 )  # fmt: skip
@@ -169,7 +171,7 @@ NUM_CLASSES = 10
 IMAGE_SIZE = Param("image_size", "int", 32, "height and width of the RGB input", low=4, high=1024)
 CNN_PARAMS = (
     Param("depth", "int", 8, "number of 3×3 conv layers", low=1, high=200),
-    Param("channels", "int", 32, "channels of every conv layer", low=1, high=2048),
+    Param("channels", "int", 16, "channels of every conv layer", low=1, high=2048),
     Param("activation", "choice", "relu", "activation after every conv",
           choices=tuple(ACTIVATIONS)),
     Param("batchnorm", "bool", False, "BatchNorm between conv and activation"),

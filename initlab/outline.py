@@ -17,3 +17,11 @@ def model_slots(spec: dict[str, Any]) -> dict[str, dict[str, object]]:
     with torch.device("meta"):
         model = MODELS[spec["name"]].build(spec)
     return parameter_slots(model)
+
+
+def meta_model(spec: dict[str, Any], allow_custom: bool | None = None) -> torch.nn.Module:
+    """The model of a (validated) spec on the meta device: shapes without storage."""
+    from initlab.models import build_model
+
+    with torch.device("meta"):
+        return build_model(spec, device="meta", allow_custom=allow_custom)

@@ -16,7 +16,7 @@ from initlab.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 EXPERIMENT = {
-    "model": {"name": "mlp", "depth": 2, "width": 8, "activation": "tanh"},
+    "model": {"name": "mlp", "depth": 2, "width": 8, "activation": "tanh", "bias": True},
     "input": {"batch_size": 16},
     "seeds": [0, 1],
     "schemes": [
@@ -111,7 +111,7 @@ def assert_short_error(err: str, *parts: str) -> None:
         ({**EXPERIMENT, "colour": "red"}, "colour"),
         ({**EXPERIMENT, "input": {"batch_size": 0}}, "input.batch_size"),
         ({**EXPERIMENT, "schemes": [{"preset": "nope"}]}, "schemes.0.preset"),
-        ({**EXPERIMENT, "model": {"name": "mlp", "depth": 0}}, "model.depth"),
+        ({**EXPERIMENT, "model": {"name": "mlp", "bias": True, "depth": 0}}, "model.depth"),
         ("{not json", "not valid JSON"),
         ("[]", "JSON object"),
     ],

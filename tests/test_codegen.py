@@ -20,7 +20,7 @@ from initlab.schemes import Scheme, apply_scheme
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL = {
-    "mlp": {"name": "mlp", "depth": 3, "width": 16},
+    "mlp": {"name": "mlp", "bias": True, "depth": 3, "width": 16},
     "mlp_gelu": {"name": "mlp", "depth": 2, "width": 16, "activation": "gelu",
                  "norm": "layernorm"},
     "lenet": {"name": "lenet"},
@@ -78,7 +78,9 @@ def test_to_code_is_exact_for_counted_scales_on_weights_and_biases():
         {"layers": "Linear", "weight": {"method": "xavier_uniform", "scale": "1/sqrt(matches)"},
          "bias": {"method": "uniform", "scale": 0.5}},
     ]})  # fmt: skip
-    assert_exact(lambda: build_model({"name": "mlp", "depth": 3, "width": 16}, seed=0), scheme)
+    assert_exact(
+        lambda: build_model({"name": "mlp", "bias": True, "depth": 3, "width": 16}, seed=0), scheme
+    )
 
 
 def test_without_a_generator_the_global_stream_is_used_the_same_way():

@@ -15,7 +15,7 @@ from initlab import Experiment, run
 from initlab.experiment import build_initialized, make_input, stream_seed
 
 SMALL = {
-    "model": {"name": "mlp", "depth": 3, "width": 16, "activation": "tanh"},
+    "model": {"name": "mlp", "bias": True, "depth": 3, "width": 16, "activation": "tanh"},
     "input": {"batch_size": 32},
     "seeds": [0, 1],
     "schemes": [
@@ -205,7 +205,10 @@ def test_first_layer_variance_not_doubled():
 
 
 def base(**changes):
-    d = {"model": {"name": "mlp", "depth": 2, "width": 8}, "schemes": [{"preset": "zeros"}]}
+    d = {
+        "model": {"name": "mlp", "bias": True, "depth": 2, "width": 8},
+        "schemes": [{"preset": "zeros"}],
+    }
     return {**d, **changes}
 
 
@@ -223,10 +226,10 @@ ERRORS = [
     (base(schemes=[{"name": "s", "rules": [{"layers": "Linear", "weight": {
         "method": "normal", "std": -1}}]}]), r"^schemes\.0\.rules\.0\.weight\.std:"),
     (base(model={"name": "resnet50"}), r"^model\.name: unknown model 'resnet50'"),
-    (base(model={"name": "mlp", "depth": 0}), r"^model\.depth:"),
-    (base(model={"name": "mlp", "depth": 3, "widths": [4, 8]}),
+    (base(model={"name": "mlp", "bias": True, "depth": 0}), r"^model\.depth:"),
+    (base(model={"name": "mlp", "bias": True, "depth": 3, "widths": [4, 8]}),
      r"^model\.depth: 3 disagrees with widths"),
-    (base(model={"name": "mlp", "colour": 1}), r"model: unknown parameter 'colour'"),
+    (base(model={"name": "mlp", "bias": True, "colour": 1}), r"model: unknown parameter 'colour'"),
     (base(seeds=[1, 1]), r"^seeds:"),
     (base(seeds=[]), r"^seeds:"),
     (base(input={"distribution": "uniform", "low": 1, "high": 0}), r"^input: low must be"),
@@ -245,7 +248,7 @@ def test_errors_are_value_errors_with_the_field(d, pattern):
     ("d", "start"),
     [(base(model=LENET, input={"shape": [3, 28, 28]}), "input.shape:"),
      (base(input={"distribution": "tokens"}), "input.distribution:"),
-     (base(model={"name": "mlp", "colour": 1}), "model: unknown parameter 'colour'")],
+     (base(model={"name": "mlp", "bias": True, "colour": 1}), "model: unknown parameter 'colour'")],
 )  # fmt: skip
 def test_model_level_errors_start_with_the_field(d, start):
     with pytest.raises(ValueError) as info:

@@ -52,9 +52,9 @@ def transformer_calls(spec: dict[str, Any]) -> int:
 
 
 CASES = [
-    ({"name": "mlp", "depth": 3, "width": 16}, mlp_calls),
-    ({"name": "mlp", "depth": 2, "width": 8, "norm": "layernorm", "activation": "tanh"},
-     mlp_calls),
+    ({"name": "mlp", "bias": True, "depth": 3, "width": 16}, mlp_calls),
+    ({"name": "mlp", "bias": True, "depth": 2, "width": 8, "norm": "layernorm",
+      "activation": "tanh"}, mlp_calls),
     ({"name": "lenet"}, lambda s: 7),  # conv1 pool conv2 pool fc1 fc2 fc3 (relu is functional)
     ({"name": "cnn", "depth": 3, "channels": 4, "image_size": 8}, cnn_calls),
     ({"name": "cnn", "depth": 2, "channels": 4, "image_size": 8, "batchnorm": True}, cnn_calls),

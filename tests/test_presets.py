@@ -25,7 +25,7 @@ from initlab.schemes import Scheme, apply_scheme
 FIXTURES = Path(__file__).parent / "fixtures"
 REL = 0.05
 SMALL = {
-    "mlp": {"name": "mlp", "depth": 3, "width": 16},
+    "mlp": {"name": "mlp", "bias": True, "depth": 3, "width": 16},
     "lenet": {"name": "lenet"},
     "cnn": {"name": "cnn", "depth": 2, "channels": 4, "image_size": 8, "batchnorm": True},
     "resnet": {"name": "resnet", "stages": 2, "blocks": 1, "width": 4, "image_size": 8},
@@ -112,7 +112,7 @@ def test_recipe_gives_conv_xavier_normal_and_linear_normal_001():
 
 @pytest.mark.parametrize(("kind", "std_of_bound"), [("normal", 1.0), ("uniform", math.sqrt(3))])
 def test_xavier_uses_the_gain_of_the_models_activation(kind, std_of_bound):
-    p = params(init({"name": "mlp", "depth": 2, "width": 256, "activation": "tanh"},
+    p = params(init({"name": "mlp", "bias": True, "depth": 2, "width": 256, "activation": "tanh"},
                     f"xavier_{kind}"))  # fmt: skip
     w = p["fc2.weight"]
     std = 5 / 3 * math.sqrt(2.0 / sum(fans(w)))  # calculate_gain("tanh") = 5/3
@@ -125,8 +125,8 @@ def test_xavier_uses_the_gain_of_the_models_activation(kind, std_of_bound):
                          [("relu", math.sqrt(2.0)), ("leaky_relu", math.sqrt(2 / (1 + 0.01**2))),
                           ("tanh", 5 / 3)])  # fmt: skip
 def test_kaiming_normal_is_gain_over_sqrt_fan_in(activation, gain):
-    p = params(init({"name": "mlp", "depth": 2, "width": 256, "activation": activation},
-                    "kaiming_normal"))  # fmt: skip
+    spec = {"name": "mlp", "bias": True, "depth": 2, "width": 256, "activation": activation}
+    p = params(init(spec, "kaiming_normal"))
     assert_std(p["fc2.weight"], gain / math.sqrt(256), rel=0.02)
     assert p["fc2.bias"].eq(0).all()
 
@@ -139,7 +139,7 @@ def test_kaiming_fan_in_and_fan_out_differ_where_the_fans_do():
 
 
 def test_lecun_normal_is_a_truncated_normal_with_std_one_over_sqrt_fan_in():
-    p = params(init({"name": "mlp", "depth": 2, "width": 256, "activation": "selu"},
+    p = params(init({"name": "mlp", "bias": True, "depth": 2, "width": 256, "activation": "selu"},
                     "lecun_normal"))  # fmt: skip
     std = 1 / math.sqrt(256)
     assert_std(p["fc2.weight"], std, rel=0.02)
@@ -147,7 +147,9 @@ def test_lecun_normal_is_a_truncated_normal_with_std_one_over_sqrt_fan_in():
 
 
 def test_orthogonal_rows_are_orthogonal_with_the_activations_gain():
-    w = params(init({"name": "mlp", "depth": 2, "width": 64}, "orthogonal"))["fc2.weight"]
+    w = params(init({"name": "mlp", "bias": True, "depth": 2, "width": 64}, "orthogonal"))[
+        "fc2.weight"
+    ]
     assert torch.allclose(w @ w.T, 2.0 * torch.eye(64), atol=1e-5)  # relu gain² = 2
 
 
@@ -172,7 +174,7 @@ def test_a_fixed_std_vanishes_or_explodes_with_depth(name, check):
 
 
 def test_too_large_saturates_tanh():
-    model = {"name": "mlp", "depth": 4, "width": 256, "activation": "tanh"}
+    model = {"name": "mlp", "bias": True, "depth": 4, "width": 256, "activation": "tanh"}
     exp = Experiment.from_dict(
         {"model": model, "schemes": [{"preset": "too_large"}], "backward": False}
     )
@@ -306,7 +308,7 @@ def test_counted_scale_counts_every_module_the_rule_matches_whichever_rule_decid
                                         "scale": SCALE_BY_MATCHES}},
     ]})  # fmt: skip
     depth = 4
-    model = build_model({"name": "mlp", "depth": depth, "width": 256})
+    model = build_model({"name": "mlp", "bias": True, "depth": depth, "width": 256})
     table = apply_scheme(model, scheme, torch.Generator().manual_seed(0)).set_index("param")
     assert model.fc1.weight.eq(0).all()
     assert_std(model.fc3.weight, 1 / math.sqrt(depth), rel=0.02)  # 4 Linear match rule 1

@@ -88,7 +88,9 @@ def assert_matches_oracle(model: nn.Module, x: torch.Tensor, expected_rows: int)
 
 
 def test_probe_matches_oracle_on_mlp():
-    model = build_model({"name": "mlp", "depth": 4, "width": 32, "activation": "relu"}, seed=0)
+    model = build_model(
+        {"name": "mlp", "bias": True, "depth": 4, "width": 32, "activation": "relu"}, seed=0
+    )
     got = assert_matches_oracle(model, randn(64, 32), expected_rows=8)
     assert list(got.layers["type"]) == ["Linear", "ReLU"] * 4
     assert list(got.layers["role"]) == ["weight", "activation"] * 4
@@ -97,7 +99,14 @@ def test_probe_matches_oracle_on_mlp():
 
 
 def test_probe_matches_oracle_on_mlp_with_layernorm_and_tanh():
-    spec = {"name": "mlp", "depth": 3, "width": 16, "activation": "tanh", "norm": "layernorm"}
+    spec = {
+        "name": "mlp",
+        "bias": True,
+        "depth": 3,
+        "width": 16,
+        "activation": "tanh",
+        "norm": "layernorm",
+    }
     model = build_model(spec, seed=1)
     got = assert_matches_oracle(model, randn(32, 16, seed=1, std=2.0), expected_rows=9)
     assert list(got.layers["role"]) == ["weight", "norm", "activation"] * 3
@@ -116,7 +125,7 @@ def test_probe_matches_oracle_on_lenet_one_row_per_call():
 
 
 def test_probe_layer_columns():
-    model = build_model({"name": "mlp", "depth": 1, "width": 4}, seed=0)
+    model = build_model({"name": "mlp", "bias": True, "depth": 1, "width": 4}, seed=0)
     got = probe(model, randn(8, 4), generator=gen())
     assert list(got.layers.columns) == [
         "order", "layer", "type", "role", "act_mean", "act_var", "act_std", "frac_zero",
@@ -251,7 +260,9 @@ def test_hooks_removed_after_probe():
 
 def broken_mlp() -> nn.Sequential:
     model = nn.Sequential()
-    model.add_module("block", build_model({"name": "mlp", "depth": 3, "width": 8}, seed=0))
+    model.add_module(
+        "block", build_model({"name": "mlp", "bias": True, "depth": 3, "width": 8}, seed=0)
+    )
     model.block.fc2 = nn.Linear(5, 8)  # wrong in_features
     return model
 
@@ -276,7 +287,9 @@ def test_forward_failure_names_the_layer_and_cleans_up():
 
 
 def test_train_mode_restored_from_eval():
-    model = build_model({"name": "mlp", "depth": 2, "width": 8, "norm": "batchnorm"}, seed=0)
+    model = build_model(
+        {"name": "mlp", "bias": True, "depth": 2, "width": 8, "norm": "batchnorm"}, seed=0
+    )
     model.eval()
     seen = []
     model.act1.register_forward_hook(lambda m, a, o: seen.append(m.training))
@@ -286,7 +299,7 @@ def test_train_mode_restored_from_eval():
 
 
 def test_eval_flag_and_train_mode_restored():
-    model = build_model({"name": "mlp", "depth": 2, "width": 8}, seed=0)
+    model = build_model({"name": "mlp", "bias": True, "depth": 2, "width": 8}, seed=0)
     model.train()
     seen = []
     model.act1.register_forward_hook(lambda m, a, o: seen.append(m.training))
@@ -296,7 +309,9 @@ def test_eval_flag_and_train_mode_restored():
 
 
 def test_mixed_modes_restored():
-    model = build_model({"name": "mlp", "depth": 3, "width": 8, "norm": "batchnorm"}, seed=0)
+    model = build_model(
+        {"name": "mlp", "bias": True, "depth": 3, "width": 8, "norm": "batchnorm"}, seed=0
+    )
     model.train()
     model.norm2.eval()
     model.act1.eval()
@@ -307,7 +322,9 @@ def test_mixed_modes_restored():
 
 
 def test_batchnorm_running_stats_unchanged():
-    model = build_model({"name": "mlp", "depth": 2, "width": 8, "norm": "batchnorm"}, seed=0)
+    model = build_model(
+        {"name": "mlp", "bias": True, "depth": 2, "width": 8, "norm": "batchnorm"}, seed=0
+    )
     model.train()
     with torch.no_grad():
         model(randn(32, 8, seed=5, std=3.0))  # non-trivial running stats
@@ -319,7 +336,9 @@ def test_batchnorm_running_stats_unchanged():
 
 
 def test_train_flag_selects_batchnorm_statistics():
-    model = build_model({"name": "mlp", "depth": 1, "width": 8, "norm": "batchnorm"}, seed=0)
+    model = build_model(
+        {"name": "mlp", "bias": True, "depth": 1, "width": 8, "norm": "batchnorm"}, seed=0
+    )
     with torch.no_grad():
         model.norm1.running_mean.fill_(3.0)
         model.norm1.running_var.fill_(4.0)
@@ -333,7 +352,7 @@ def test_train_flag_selects_batchnorm_statistics():
 
 
 def test_preexisting_grads_restored_and_not_mixed_in():
-    model = build_model({"name": "mlp", "depth": 2, "width": 16}, seed=0)
+    model = build_model({"name": "mlp", "bias": True, "depth": 2, "width": 16}, seed=0)
     x = randn(32, 16)
     _, fresh = oracle(model, x)
     prior = randn(16, 16, seed=9, std=100.0)
@@ -354,7 +373,7 @@ def test_preexisting_grads_restored_and_not_mixed_in():
 
 @pytest.mark.parametrize("grad_enabled", [True, False])
 def test_backward_false(grad_enabled):
-    model = build_model({"name": "mlp", "depth": 2, "width": 8}, seed=0)
+    model = build_model({"name": "mlp", "bias": True, "depth": 2, "width": 8}, seed=0)
     with torch.set_grad_enabled(grad_enabled):
         got = probe(model, randn(8, 8), backward=False)
         assert torch.is_grad_enabled() is grad_enabled
@@ -366,7 +385,7 @@ def test_backward_false(grad_enabled):
 
 
 def test_backward_under_no_grad_still_measures_and_restores_mode():
-    model = build_model({"name": "mlp", "depth": 2, "width": 8}, seed=0)
+    model = build_model({"name": "mlp", "bias": True, "depth": 2, "width": 8}, seed=0)
     with torch.no_grad():
         got = probe(model, randn(8, 8), backward=True, generator=gen())
         assert not torch.is_grad_enabled()
@@ -378,7 +397,7 @@ def test_backward_under_no_grad_still_measures_and_restores_mode():
 
 
 def test_frac_saturated_for_tanh_and_nan_elsewhere():
-    spec = {"name": "mlp", "depth": 3, "width": 64, "activation": "tanh"}
+    spec = {"name": "mlp", "bias": True, "depth": 3, "width": 64, "activation": "tanh"}
     model = build_model(spec, seed=0)
     x = randn(128, 64, std=4.0)
     layers = probe(model, x, generator=gen()).layers
@@ -396,7 +415,7 @@ def test_frac_saturated_for_tanh_and_nan_elsewhere():
 
 
 def test_frac_saturated_nan_for_relu():
-    model = build_model({"name": "mlp", "depth": 1, "width": 4}, seed=0)
+    model = build_model({"name": "mlp", "bias": True, "depth": 1, "width": 4}, seed=0)
     layers = probe(model, randn(4, 4), generator=gen()).layers
     assert layers["frac_saturated"].isna().all()
 
@@ -414,7 +433,7 @@ def test_nonfinite_counted():
 
 
 def test_nonfinite_from_a_weight():
-    model = build_model({"name": "mlp", "depth": 2, "width": 4}, seed=0)
+    model = build_model({"name": "mlp", "bias": True, "depth": 2, "width": 4}, seed=0)
     with torch.no_grad():
         model.fc2.weight[0, 0] = float("inf")
     layers = probe(model, randn(10, 4), backward=False).layers.set_index("layer")
@@ -426,7 +445,7 @@ def test_nonfinite_from_a_weight():
 
 
 def test_histograms_count_every_finite_element_and_bins_are_contiguous():
-    model = build_model({"name": "mlp", "depth": 3, "width": 16}, seed=0)
+    model = build_model({"name": "mlp", "bias": True, "depth": 3, "width": 16}, seed=0)
     got = probe(model, randn(20, 16), generator=gen(), bins=16)
     hist = got.histograms
     assert set(hist["kind"]) == {"activation", "gradient"}

@@ -23,7 +23,7 @@ def scheme(*rules: dict, name: str = "test") -> Scheme:
 
 
 def mlp(depth: int = 3, width: int = 8, **kw) -> nn.Module:
-    return build_model({"name": "mlp", "depth": depth, "width": width, **kw}, seed=0)
+    return build_model({"name": "mlp", "bias": True, "depth": depth, "width": width, **kw}, seed=0)
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -349,7 +349,7 @@ ACTIVATIONS = ["relu", "tanh", "gelu", "linear", "leaky_relu", "selu"]
 def test_every_preset_builds_and_applies(name, activation):
     s = preset(name, activation=activation)
     assert s.preset == name
-    for spec in ({"name": "mlp", "depth": 2, "width": 16}, {"name": "lenet"}):
+    for spec in ({"name": "mlp", "bias": True, "depth": 2, "width": 16}, {"name": "lenet"}):
         model = build_model(spec, seed=0)
         table = apply_scheme(model, s, gen())
         assert len(table) == len(list(model.parameters()))

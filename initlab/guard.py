@@ -1,0 +1,151 @@
+"""The resource guard: estimate an experiment's memory and time before building anything,
+and refuse one above the budget with a message that says what to shrink.
+
+The estimate runs the model on PyTorch's meta device (shapes, no storage, no arithmetic), so
+it is exact about tensor sizes and takes well under a second even for a 1000-layer network.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from initlab.probe import first_tensor
+
+MEMORY_ENV = "INITLAB_MEMORY_BUDGET_MB"
+TIME_ENV = "INITLAB_TIME_BUDGET_S"
+MEMORY_FRACTION = 0.5  # of the memory available when the experiment is checked
+DEFAULT_TIME_BUDGET_S = 600.0
+FLOPS_PER_SECOND = 1e10  # a deliberately modest CPU: the estimate should not promise too much
+PROBE_OVERHEAD = 2.5  # statistics and histograms on top of the bare pass (see the benchmark)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What one experiment needs: bytes at its peak (one run at a time) and seconds in all."""
+
+    param_bytes: int
+    activation_bytes: int
+    peak_bytes: int
+    seconds: float
+    runs: int
+
+
+def _leaf_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
+    """Every leaf module's output on the meta device, by forward hooks."""
+    calls: list[tuple[nn.Module, torch.Tensor]] = []
+
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        out = first_tensor(output)
+        if out is not None and not list(module.children()):
+            calls.append((module, out))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def _flops(module: nn.Module, out: torch.Tensor) -> float:
+    """Multiply-adds ×2 of one forward call; elementwise modules count one per element."""
+    if isinstance(module, nn.Linear):
+        return 2.0 * out.numel() * module.in_features
+    if isinstance(module, nn.modules.conv._ConvNd):
+        kernel = math.prod(module.kernel_size)
+        return 2.0 * out.numel() * (module.in_channels // module.groups) * kernel
+    return float(out.numel())
+
+
+def estimate(exp: Any) -> Estimate:
+    """Memory and time of `exp` (an initlab Experiment), from a meta-device forward pass."""
+    from initlab.experiment import make_input
+    from initlab.outline import meta_model
+
+    model = meta_model(exp.model, allow_custom=True)  # the experiment's validation allowed it
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    budget, _ = memory_budget()
+    if params > budget:  # refuse at once, before the (slower) meta forward pass
+        return Estimate(params, 0, params, math.inf, len(exp.seeds) * len(exp.schemes))
+    x = make_input(exp, exp.seeds[0])
+    calls = _leaf_shapes(model, x.to("meta"))
+    sizes = [out.numel() * out.element_size() for _, out in calls] or [0]
+    # Backward keeps every output for autograd; forward-only holds about two at a time.
+    activations = sum(sizes) if exp.backward else 2 * max(sizes)
+    peak = params * (2 if exp.backward else 1) + activations + 2 * max(sizes)
+    flops = sum(_flops(m, out) for m, out in calls) * (3 if exp.backward else 1)
+    runs = len(exp.seeds) * len(exp.schemes)
+    seconds = runs * flops * PROBE_OVERHEAD / FLOPS_PER_SECOND
+    return Estimate(params, activations, peak, seconds, runs)
+
+
+def available_bytes() -> int:
+    """MemAvailable from /proc/meminfo (Linux), else the physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_budget() -> tuple[int, str]:
+    """The budget in bytes and where it came from (for the message)."""
+    if os.environ.get(MEMORY_ENV):
+        return int(float(os.environ[MEMORY_ENV]) * 2**20), f"{MEMORY_ENV}"
+    return int(available_bytes() * MEMORY_FRACTION), (
+        f"half of the memory available now; set {MEMORY_ENV} to change it"
+    )
+
+
+def time_budget() -> tuple[float, str]:
+    if os.environ.get(TIME_ENV):
+        return float(os.environ[TIME_ENV]), TIME_ENV
+    return DEFAULT_TIME_BUDGET_S, f"the default; set {TIME_ENV} to change it"
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+SIZE_FIELDS = ("depth", "width", "widths", "channels", "stages", "blocks", "n_layers",
+               "d_model", "seq_len", "image_size")  # fmt: skip
+
+
+def _shrink_hint(exp: Any, est: Estimate) -> str:
+    sizes = {k: exp.model[k] for k in SIZE_FIELDS if exp.model.get(k) is not None}
+    model_part = ", ".join(f"model.{k} ({v})" for k, v in sizes.items())
+    batch = f"input.batch_size ({exp.input.batch_size})"
+    if est.param_bytes >= est.activation_bytes:
+        return f"shrink the model: {model_part}" if model_part else "use a smaller model"
+    return f"shrink {batch}" + (f", or the model: {model_part}" if model_part else "")
+
+
+def check_budget(exp: Any) -> Estimate:
+    """Raise ValueError, within a second, if `exp` would exceed the memory or time budget."""
+    est = estimate(exp)
+    budget, source = memory_budget()
+    if est.peak_bytes > budget:
+        raise ValueError(
+            f"experiment too large: about {_gb(est.peak_bytes)} at its peak (parameters "
+            f"{_gb(est.param_bytes)}, activations {_gb(est.activation_bytes)}), over the budget "
+            f"of {_gb(budget)} ({source}); {_shrink_hint(exp, est)}"
+        )
+    limit, source = time_budget()
+    if est.seconds > limit and math.isfinite(est.seconds):
+        raise ValueError(
+            f"experiment too slow: about {est.seconds:.0f} s estimated for {est.runs} runs "
+            f"(seeds × schemes), over the budget of {limit:.0f} s ({source}); "
+            f"use fewer seeds or schemes, or {_shrink_hint(exp, est)}"
+        )
+    return est
