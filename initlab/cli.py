@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     run_p = sub.add_parser("run", help="run an experiment file; write CSV tables")
     run_p.add_argument("experiment", help="experiment JSON file")
     run_p.add_argument("--out", required=True, help="folder for the results")
+    run_p.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        help="run on this device (overrides the experiment's 'device')",
+    )
     code_p = sub.add_parser("code", help="print a scheme as an initialize_weights function")
     code_p.add_argument("experiment", help="experiment JSON file")
     code_p.add_argument("--scheme", help="scheme name (default: every scheme)")
@@ -58,6 +63,8 @@ def _allow_custom(args: argparse.Namespace) -> bool | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     exp = Experiment.from_json(args.experiment, allow_custom=_allow_custom(args))
+    if args.device:
+        exp = exp.model_copy(update={"device": args.device})
     results: Results = run(exp, progress=_progress())
     out = Path(args.out)
     paths = results.write_csv(out)

@@ -70,4 +70,16 @@ def options_ui() -> dict[str, Any]:
     backward = st.checkbox("Backward pass (gradients)", key="backward")
     mode = st.radio("Mode", ["train", "eval"], key="mode", horizontal=True,
                     help="train: BatchNorm normalizes with batch statistics")  # fmt: skip
-    return {"seeds": list(range(int(n_seeds))), "backward": backward, "mode": mode}
+    options = {"seeds": list(range(int(n_seeds))), "backward": backward, "mode": mode}
+    return {**options, "device": _device_ui()}
+
+
+def _device_ui() -> str:
+    """CUDA is offered only where a GPU is present; the run falls back to nothing silently."""
+    import torch
+
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    seed_value("device", "cpu")
+    if st.session_state["device"] not in devices:
+        st.session_state["device"] = "cpu"
+    return st.radio("Device", devices, key="device", horizontal=True)

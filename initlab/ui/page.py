@@ -63,8 +63,9 @@ def show_results(exp: Experiment) -> None:
     text = exp.to_json()
     try:
         tables = run_with_progress(text)
-    except ValueError as exc:
+    except ValueError as exc:  # refused by the resource guard or the model: say so, keep the rest
         st.error(str(exc))
+        show_last_good()
         return
     st.session_state["last_good"] = (text, tables)
     token = encode(exp.to_dict())

@@ -32,6 +32,7 @@ def load_experiment(exp: Experiment) -> None:
     st.session_state["seed_list"] = list(exp.seeds)
     st.session_state["backward"] = exp.backward
     st.session_state["mode"] = exp.mode
+    st.session_state["device"] = "cpu" if exp.device == "auto" else exp.device
     activation = MODELS[model["name"]].activation(model)
     st.session_state["activation"] = activation
     st.session_state["editors"] = [
