@@ -89,7 +89,13 @@ def main() -> None:
     st.set_page_config(page_title="initlab", page_icon="📈", layout="wide")
     state.restore_from_url()
     model, inputs, options = sidebar()
-    spec = normalize_model_spec(model)
+    try:
+        spec = normalize_model_spec(model)
+    except ValueError as exc:  # fields valid one by one, not together (e.g. n_heads, d_model)
+        st.sidebar.error(str(exc))
+        st.title(TITLE)
+        show_last_good()
+        return
     ensure_editors(MODELS[spec["name"]].activation(spec))
     st.title(TITLE)
     st.caption(SUBTITLE)

@@ -63,6 +63,16 @@ def method_options(ranks: set[int], current: str) -> list[str]:
     return options if current in options else [*options, current]
 
 
+def unique_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name (2)`, `name (3)`, ... : the first one no other column uses."""
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} ({n})" in taken:
+        n += 1
+    return f"{name} ({n})"
+
+
 # ---------------------------------------------------------------- editor state
 
 
@@ -94,17 +104,28 @@ def _on_preset(index: int) -> None:
     scheme = preset(name, st.session_state["activation"])
     editor.update(preset=name, rules=scheme.to_dict()["rules"])
     if st.session_state.get(f"s{uid}.name") in (old_title, ""):
-        st.session_state[f"s{uid}.name"] = scheme.name
+        st.session_state[f"s{uid}.name"] = unique_name(scheme.name, _other_names(uid))
     _clear_widgets(uid)
 
 
+def _other_names(uid: int) -> set[str]:
+    editors = st.session_state.get("editors", [])
+    return {st.session_state.get(f"s{e['uid']}.name", "") for e in editors if e["uid"] != uid}
+
+
 def follow_activation(activation: str) -> None:
-    """Preset columns follow the model's activation (their gains depend on it)."""
+    """Untouched preset columns follow the model's activation (their gains depend on it);
+    a column the user edited keeps the edits (and says its gains were set for another one)."""
     for editor in st.session_state["editors"]:
-        if editor["preset"] in PRESETS and editor["activation"] != activation:
-            editor["rules"] = preset(editor["preset"], activation).to_dict()["rules"]
-            editor["activation"] = activation
-            _clear_widgets(editor["uid"])
+        if editor["preset"] not in PRESETS or editor["activation"] == activation:
+            continue
+        uid = editor["uid"]
+        if st.session_state.get(f"s{uid}.rules", editor["rules"]) != editor["rules"]:
+            editor["edited_for"] = editor["activation"]
+            continue
+        editor["rules"] = preset(editor["preset"], activation).to_dict()["rules"]
+        editor["activation"] = activation
+        _clear_widgets(uid)
 
 
 def _add() -> None:
@@ -123,7 +144,8 @@ def _duplicate(index: int) -> None:
     source = editors[index]
     rules = st.session_state.get(f"s{source['uid']}.rules", source["rules"])
     uid = source["uid"]
-    name = st.session_state.get(f"s{uid}.name", "scheme") + " (copy)"
+    taken = {st.session_state.get(f"s{e['uid']}.name", "") for e in editors}
+    name = unique_name(st.session_state.get(f"s{uid}.name", "scheme") + " (copy)", taken)
     copy = new_editor(source["preset"], rules, name, source["activation"])
     editors.insert(index + 1, copy)
 
@@ -181,12 +203,18 @@ def editor_ui(
     editor: dict[str, Any],
     slots: dict[str, Any],
     check: Callable[[dict[str, Any]], str | None],
+    taken: set[str],
 ) -> dict[str, Any] | None:
     """One scheme column; returns the scheme dict, or None when something in it is invalid."""
     uid = editor["uid"]
     name = st.text_input("Scheme name", key=f"s{uid}.name")
+    name_problem = _name_problem(name, taken)
+    if name_problem:
+        st.error(name_problem)
     _preset_select(index, editor)
-    edits, valid = {}, True
+    if editor.get("edited_for") and editor["edited_for"] != st.session_state["activation"]:
+        st.caption(f"Edited by hand: its gains are still those for {editor['edited_for']}.")
+    edits, valid = {}, name_problem is None
     for family, info in slots.items():
         i = editable_rule(editor["rules"], family, list(info["classes"]))
         edit = family_ui(uid, family, info, editor["rules"][i] if i is not None else None)
@@ -205,6 +233,12 @@ def editor_ui(
         st.error(problem)
         return None
     return scheme
+
+
+def _name_problem(name: str, taken: set[str]) -> str | None:
+    if name.strip() in taken:
+        return f"Another column is already called '{name.strip()}'; scheme names must be unique."
+    return None
 
 
 def _preset_select(index: int, editor: dict[str, Any]) -> None:
@@ -232,6 +266,11 @@ def _column_buttons(index: int, uid: int) -> None:
                  disabled=len(editors) <= 1, width="stretch")  # fmt: skip
 
 
+def _names_before(index: int) -> set[str]:
+    editors = st.session_state["editors"][:index]
+    return {st.session_state.get(f"s{e['uid']}.name", "").strip() for e in editors}
+
+
 def schemes_ui(
     slots: dict[str, Any], check: Callable[[dict[str, Any]], str | None]
 ) -> list[dict[str, Any] | None]:
@@ -241,7 +280,7 @@ def schemes_ui(
     out = []
     for index, (column, editor) in enumerate(zip(columns, editors, strict=True)):
         with column:
-            out.append(editor_ui(index, editor, slots, check))
+            out.append(editor_ui(index, editor, slots, check, _names_before(index)))
     st.button("Add scheme", key="add_scheme", on_click=_add, icon=":material/add:",
               disabled=len(editors) >= MAX_SCHEMES)  # fmt: skip
     return out

@@ -1,0 +1,259 @@
+"""The dashboard in a real browser: `streamlit run app.py` driven by Playwright through the
+system's Chromium (never a downloaded one). Full-page screenshots go to `artifacts/`.
+
+Every test but the first opens its own small experiment through the address, so no test
+depends on another's session or on the run cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from initlab.ui.urlstate import encode
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]  # fmt: skip
+STARTUP_S = 60
+TIMEOUT_MS = 60_000  # two slow cores: a first run (torch warm-up included) takes seconds
+CHARTS = ".js-plotly-plot"
+EXCEPTION = '[data-testid="stException"]'
+ERROR_BOX = '[data-testid="stAlertContentError"]'
+RUNNING = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'
+# The first chart (variance by depth): per trace its name and y. Plotly keeps y as given,
+# which for a streamlit chart is {dtype, bdata} (base64 of the typed array).
+TRACES_JS = "Array.from(document.querySelectorAll('.js-plotly-plot')[0].data, " \
+            "t => ({name: t.name, y: t.y}))"  # fmt: skip
+
+
+def small_experiment(seed: int) -> dict[str, Any]:
+    """The default page's two schemes on a small mlp; `seed` makes each test's run its own."""
+    return {
+        "model": {"name": "mlp", "depth": 6, "width": 64},
+        "input": {"batch_size": 64},
+        "seeds": [seed],
+        "schemes": [
+            {"name": "PyTorch default", "preset": "pytorch_default"},
+            {"name": "Kaiming normal", "preset": "kaiming_normal"},
+        ],
+    }
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """`streamlit run app.py` on a free port; always terminated. Its log: artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = ARTIFACTS / "streamlit.log"
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--browser.gatherUsageStats", "false",
+               # edits to the sources during a test run must not rerun or prompt the page
+               "--server.fileWatcherType", "none"]  # fmt: skip
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + STARTUP_S
+            while not _healthy(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit did not come up on {url} within {STARTUP_S} s:\n"
+                                + log_path.read_text()[-3000:])  # fmt: skip
+                time.sleep(0.5)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        reason = (f"{CHROMIUM} is missing: install the system's Chromium (`apt-get install "
+                  "chromium`); these tests never download a browser")  # fmt: skip
+        if os.environ.get("CI"):
+            pytest.fail(reason)  # CI must run the browser tests, not skip them
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def open_page(page: Any, server: str, experiment: dict[str, Any] | None = None) -> None:
+    query = f"/?experiment={encode(experiment)}" if experiment is not None else "/"
+    page.goto(server + query)
+    page.wait_for_selector(CHARTS)
+    wait_idle(page)
+
+
+def wait_idle(page: Any) -> None:
+    """Until the script run has finished (the status widget shows a running icon meanwhile)."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector(RUNNING, state="detached")
+
+
+def traces(page: Any) -> dict[str, list[float]]:
+    """The first chart's traces: name -> y values."""
+    return {t["name"]: _values(t["y"]) for t in page.evaluate(TRACES_JS)}
+
+
+def _values(y: Any) -> list[float]:
+    if isinstance(y, dict) and "bdata" in y:
+        return np.frombuffer(base64.b64decode(y["bdata"]), dtype=np.dtype(y["dtype"])).tolist()
+    if isinstance(y, dict):  # a typed array serialized as {index: value}
+        return [float(y[k]) for k in sorted(y, key=int)]
+    return [float(v) for v in y or []]
+
+
+def wait_traces_change(page: Any, action: Callable[[], None]) -> None:
+    """Do `action`, then wait until the first chart's data differ and the run has ended."""
+    before = page.evaluate(f"JSON.stringify({TRACES_JS})")
+    action()
+    page.wait_for_function(f"before => JSON.stringify({TRACES_JS}) !== before", arg=before)
+    wait_idle(page)
+
+
+def choose(page: Any, key: str, option: str) -> None:
+    """Pick `option` in the selectbox with widget key `key`: click it, type, click the option."""
+    box = page.locator(f".st-key-{key.replace('.', '-')} input[role=combobox]")
+    box.click()
+    box.fill(option)
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def type_number(page: Any, key: str, value: str) -> None:
+    field = page.locator(f".st-key-{key.replace('.', '-')} input")
+    field.fill(value)
+    field.press("Enter")
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """The whole page: streamlit scrolls inside its main section, so grow the viewport to it."""
+    height = page.evaluate(
+        "Math.max(...Array.from(document.querySelectorAll("
+        "'[data-testid=stMain], [data-testid=stSidebarContent]'), e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": 1600, "height": max(1000, int(height) + 40)})
+    page.wait_for_timeout(500)  # let plotly re-lay out to the new size
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_default_page_shows_charts_and_no_exception(page: Any, server: str) -> None:
+    open_page(page, server)
+    assert page.locator(CHARTS).count() >= 2
+    assert page.locator(EXCEPTION).count() == 0
+    names = traces(page)
+    assert {"PyTorch default", "Kaiming normal"} <= set(names)
+    assert all(names[n] for n in ("PyTorch default", "Kaiming normal")), "empty traces"
+    assert "experiment=" in page.url, "the page keeps the address current"
+    assert screenshot(page, "default.png").stat().st_size > 0
+
+
+def test_distributions_tab_draws_its_histograms(page: Any, server: str) -> None:
+    open_page(page, server, small_experiment(seed=13))
+    page.get_by_role("tab", name="Distributions").click()
+    histograms = page.locator(".st-key-fig_hist .js-plotly-plot")
+    histograms.wait_for()
+    wait_idle(page)
+    assert histograms.bounding_box()["width"] > 300, "drawn at full width, not collapsed"
+    assert (
+        page.evaluate("document.querySelector('.st-key-fig_hist .js-plotly-plot').data.length") > 0
+    )
+    assert page.locator(EXCEPTION).count() == 0
+    screenshot(page, "distributions.png")
+
+
+def test_changing_a_method_changes_the_chart(page: Any, server: str) -> None:
+    open_page(page, server, small_experiment(seed=11))
+    before = traces(page)
+    # N(0, 1) weights on width 64: the variance grows ×64 per layer
+    wait_traces_change(page, lambda: choose(page, "s1.Linear.weight.method", "normal"))
+    after = traces(page)
+    assert page.locator(EXCEPTION).count() == 0
+    assert after["PyTorch default"] == before["PyTorch default"]
+    assert after["Kaiming normal"] != before["Kaiming normal"]
+    assert after["Kaiming normal"][-1] > 100 * before["Kaiming normal"][-1]
+    screenshot(page, "after_change.png")
+
+
+def test_an_invalid_value_shows_an_error_and_the_charts_stay(page: Any, server: str) -> None:
+    open_page(page, server, small_experiment(seed=12))
+    choose(page, "s1.Linear.weight.method", "normal")
+    page.locator(".st-key-s1-Linear-weight-normal-std input").wait_for()
+    wait_idle(page)
+    type_number(page, "s1.Linear.weight.normal.std", "-1")
+    page.wait_for_selector(ERROR_BOX)
+    wait_idle(page)
+    assert "std" in page.locator(ERROR_BOX).first.inner_text()
+    assert page.locator(EXCEPTION).count() == 0
+    assert page.locator(CHARTS).first.is_visible()
+    assert page.locator(".st-key-s1-Linear-weight-normal-std input").input_value() == "-1"
+    assert "PyTorch default" in traces(page), "the valid column still runs"
+    screenshot(page, "invalid_value.png")
+
+
+def test_the_server_logged_no_uncaught_exception(server: str) -> None:
+    log = (ARTIFACTS / "streamlit.log").read_text()
+    assert "Uncaught app execution" not in log, log[-3000:]
