@@ -124,6 +124,7 @@ def _add_line(fig: go.Figure, part: pd.DataFrame, scheme: str, color: str, label
             y=part["median"],
             name=scheme,
             legendgroup=scheme,
+            showlegend=True,  # plotly hides a lone trace's legend; the scheme must stay named
             mode="lines+markers",
             line={"color": color},
             marker={"size": 5},
