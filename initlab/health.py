@@ -94,8 +94,34 @@ def verdicts(layers: pd.DataFrame, input_var: float = 1.0) -> dict[str, str]:
     profile = _weight_profile(layers)
     return {
         scheme: _verdict(profile[profile["scheme"] == scheme], input_var)
+        + _more(layers[layers["scheme"] == scheme], profile[profile["scheme"] == scheme])
         for scheme in scheme_order(layers)
     }
+
+
+SATURATED_SHARE = 0.3  # say so when at least this share of bounded outputs sits at a bound
+
+
+def _more(layers: pd.DataFrame, profile: pd.DataFrame) -> str:
+    """What activation variance alone hides: saturation, and how gradients move."""
+    clauses = []
+    saturated = _num(layers["frac_saturated"])
+    saturated = saturated[np.isfinite(saturated)]
+    if saturated.size and np.median(saturated) >= SATURATED_SHARE:
+        clauses.append(f"{np.median(saturated):.0%} of bounded activations are saturated")
+    grads = _grad_profile(layers)
+    factor = _fit_factor(grads) if len(grads) >= 2 else None
+    if factor is not None and not (1 / FLAT_FACTOR <= 1 / factor <= FLAT_FACTOR):
+        clauses.append(f"gradients {_trend(1 / factor)} toward the input")
+    return "".join(f"; {c}" for c in clauses)
+
+
+def _grad_profile(layers: pd.DataFrame) -> pd.DataFrame:
+    """Median gradient variance per depth of the layers with weights (finite, positive)."""
+    rows = with_depth(layers, "weight")
+    grad = pd.Series(_num(rows["grad_var"]), index=rows.index)
+    med = rows.assign(var=grad).groupby("depth", sort=True)["var"].median().reset_index()
+    return med[np.isfinite(med["var"]) & (med["var"] > 0)]
 
 
 def _weight_profile(layers: pd.DataFrame) -> pd.DataFrame:
