@@ -68,12 +68,26 @@ def distributions_tab(tables: dict[str, pd.DataFrame], colors: dict[str, str]) -
     st.plotly_chart(fig, key="fig_hist")
 
 
+NUMBER_COLUMNS = ("act_mean", "act_var", "act_std", "grad_var", "expected_std", "mean", "std",
+                  "frac_zero", "frac_saturated", "gain")  # fmt: skip
+
+
+def number_formats(frame: pd.DataFrame) -> dict[str, Any]:
+    """Three significant digits, so 7e-15 reads as 7e-15, not as 0.000000000000007."""
+    return {c: st.column_config.NumberColumn(c, format="%.3g")
+            for c in NUMBER_COLUMNS if c in frame.columns}  # fmt: skip
+
+
 def health_tab(tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float) -> None:
     verdicts_ui(tables["layers"], colors, input_var)
     table = layer_health(tables["layers"])
     bad = table[table["status"] != "ok"]
     st.caption(f"{len(bad)} of {len(table)} (scheme, layer) rows flagged; median over seeds.")
-    st.dataframe(table, hide_index=True, key="health_table", height=360)
+    every = st.toggle("Show every layer, not only the flagged ones", key="health_all")
+    shown = table if every or bad.empty else bad
+    st.dataframe(
+        shown, hide_index=True, key="health_table", height=360, column_config=number_formats(shown)
+    )
 
 
 def tables_tab(tables: dict[str, pd.DataFrame]) -> None:
@@ -83,7 +97,13 @@ def tables_tab(tables: dict[str, pd.DataFrame]) -> None:
     ):
         st.subheader(name)
         st.caption(caption)
-        st.dataframe(tables[name], hide_index=True, height=300, key=f"table_{name}")
+        st.dataframe(
+            tables[name],
+            hide_index=True,
+            height=300,
+            key=f"table_{name}",
+            column_config=number_formats(tables[name]),
+        )
         st.download_button(
             f"Download {name}.csv",
             tables[name].to_csv(index=False),
