@@ -79,6 +79,7 @@ class _Recorder:
         if tensor is not None:
             self._record(module, tensor)
 
+    @torch.no_grad()  # statistics are not part of the graph; skip autograd's bookkeeping
     def _record(self, module: nn.Module, tensor: torch.Tensor) -> None:
         index, name = len(self.rows), self.names.get(id(module)) or type(module).__name__
         s = summarize(tensor, saturation_bounds(module))
@@ -94,6 +95,7 @@ class _Recorder:
         if self.backward and tensor.requires_grad:
             tensor.register_hook(lambda grad, i=index, n=label: self._on_grad(i, n, grad))
 
+    @torch.no_grad()
     def _on_grad(self, index: int, name: str, grad: torch.Tensor) -> None:
         s = summarize(grad)
         self.rows[index]["grad_var"] = s.var

@@ -44,6 +44,12 @@ def _chunks(x: torch.Tensor) -> Iterator[torch.Tensor]:
         yield flat[start : start + CHUNK]
 
 
+def _nonzero(x: torch.Tensor) -> torch.Tensor:
+    """Count of non-zero elements. |sign(x)| summed in float32 chunks (exact below 2**24 per
+    chunk) is the fastest way on a CPU: count_nonzero is ~100× slower on ReLU outputs."""
+    return sum(c.sign().abs_().sum() for c in _chunks(x))
+
+
 def _saturated(x: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
     margin = 0.01 * (bounds[1] - bounds[0])
     lo, hi = bounds[0] + margin, bounds[1] - margin
@@ -66,7 +72,7 @@ def summarize(x: torch.Tensor, bounds: tuple[float, float] | None = None) -> Sum
     n = x.numel()
     if n == 0:
         return Summary(math.nan, math.nan, math.nan, math.nan, math.nan, 0)
-    parts = [x.sum(), torch.dot(x, x), n - torch.count_nonzero(x), *torch.aminmax(x)]
+    parts = [x.sum(), torch.dot(x, x), n - _nonzero(x), *torch.aminmax(x)]
     if bounds is not None:
         parts.append(_saturated(x, bounds))
     values = torch.stack([p.double() for p in parts]).tolist()
@@ -74,17 +80,18 @@ def summarize(x: torch.Tensor, bounds: tuple[float, float] | None = None) -> Sum
     var = ex2 - mean * mean
     if math.isfinite(var) and var < CANCELLATION * ex2:
         var = _exact_var(x, mean)
-    nonfinite = 0 if math.isfinite(ex2) else _count_nonfinite(x)
+    nonfinite, zeros = (0, values[2]) if math.isfinite(ex2) else _count_nonfinite(x)
     if nonfinite:
         mean, var = _nonfinite_moments(x, mean)
     saturated = values[5] / n if bounds is not None else math.nan
     std = math.sqrt(var) if var >= 0 else math.nan
-    return Summary(mean, var, std, values[2] / n, saturated, nonfinite, values[3], values[4])
+    return Summary(mean, var, std, zeros / n, saturated, nonfinite, values[3], values[4])
 
 
-def _count_nonfinite(x: torch.Tensor) -> int:
-    # Only reached when the sum of squares is not finite: otherwise there is no inf or NaN.
-    return int(x.numel() - torch.isfinite(x).sum())
+def _count_nonfinite(x: torch.Tensor) -> tuple[int, int]:
+    """Non-finite and zero counts, exactly: only reached when the sum of squares is not
+    finite (otherwise there is no inf or NaN), where |sign(x)| would count NaN wrong."""
+    return int(x.numel() - torch.isfinite(x).sum()), int((x == 0).sum())
 
 
 def _nonfinite_moments(x: torch.Tensor, mean: float) -> tuple[float, float]:
@@ -111,7 +118,8 @@ def _bin_counts(x: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tenso
     scale = bins / (hi - lo)
     counts = torch.zeros(bins, dtype=torch.int64, device=x.device)
     for c in _chunks(x):
-        index = ((c - lo) * scale).clamp_(0, bins - 1).to(torch.int32)
+        # One temporary, then in place: (c - lo) * scale, cut to [0, bins - 1], truncated.
+        index = torch.mul(c, scale).sub_(lo * scale).clamp_(0, bins - 1).to(torch.int32)
         counts += torch.bincount(index, minlength=bins)
     return counts
 
