@@ -6,6 +6,7 @@ Any invalid input ends with one or two lines on stderr and exit status 2, never 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -86,11 +87,16 @@ def cmd_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_entry(head: str, params: tuple) -> None:
+    """One registry entry and its declared parameters (methods and models alike)."""
+    print(head)
+    for p in params:
+        print(f"{'':4}{p.name} = {p.default!r}: {p.help} ({p.describe()})")
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     for m in METHODS.values():
-        print(f"{m.name:18} {m.summary}  [{m.ranks_text()}]")
-        for p in m.params:
-            print(f"{'':20}{p.name} = {p.default!r}: {p.help} ({p.describe()})")
+        _print_entry(f"{m.name:18} {m.summary}  [{m.ranks_text()}]", m.params)
     return 0
 
 
@@ -102,9 +108,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     for m in MODELS.values():
-        print(f"{m.name:10} {m.summary}")
-        for p in m.params:
-            print(f"{'':12}{p.name} = {p.default!r}: {p.help} ({p.describe()})")
+        _print_entry(f"{m.name:12} {m.summary}", m.params)
     return 0
 
 
@@ -121,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `python -m initlab methods | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError) as exc:
         print(f"initlab: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_INVALID

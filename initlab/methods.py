@@ -179,6 +179,18 @@ def _dirac_groups(shape: Shape, p: Params) -> str | None:
     return None
 
 
+def _lecun(kind: str, summary: str, distribution: str) -> Method:
+    """LeCun init is variance scaling with scale 1 on fan_in (JAX/Keras lecun_*)."""
+    kwargs = {"scale": 1.0, "mode": "fan_in", "distribution": distribution}
+    return Method(
+        f"lecun_{kind}", summary,
+        f"LeCun et al. 1998, Efficient BackProp (as in JAX/Keras lecun_{kind})",
+        lambda s, p: Call("variance_scaling_", dict(kwargs)),
+        lambda s, p: 1 / math.sqrt(fans(s)[0]), min_rank=2, rank_hint=FAN_RANK_HINT,
+        uses_fans=True,
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------- parameter declarations
 
 GAIN = Param("gain", "gain", 1.0, "scale factor: a number or a nonlinearity name")
@@ -254,18 +266,8 @@ _ENTRIES = [
            (Param("sparsity", "float", 0.1, "fraction of zeros per column", low=0, high=1,
                   high_open=True), Param("std", "float", 0.01, "std of the non-zeros", low=0)),
            min_rank=2, max_rank=2, rank_hint="it works on Linear weights"),
-    Method("lecun_normal", "truncated normal with std = 1/sqrt(fan_in)",
-           "LeCun et al. 1998, Efficient BackProp (as in JAX/Keras lecun_normal)",
-           lambda s, p: Call("variance_scaling_", {"scale": 1.0, "mode": "fan_in",
-                                                   "distribution": "truncated_normal"}),
-           lambda s, p: 1 / math.sqrt(fans(s)[0]), min_rank=2, rank_hint=FAN_RANK_HINT,
-           uses_fans=True),
-    Method("lecun_uniform", "U(-b, b), b = sqrt(3/fan_in)",
-           "LeCun et al. 1998, Efficient BackProp (as in JAX/Keras lecun_uniform)",
-           lambda s, p: Call("variance_scaling_", {"scale": 1.0, "mode": "fan_in",
-                                                   "distribution": "uniform"}),
-           lambda s, p: 1 / math.sqrt(fans(s)[0]), min_rank=2, rank_hint=FAN_RANK_HINT,
-           uses_fans=True),
+    _lecun("normal", "truncated normal with std = 1/sqrt(fan_in)", "truncated_normal"),
+    _lecun("uniform", "U(-b, b), b = sqrt(3/fan_in)", "uniform"),
     Method("variance_scaling", "std = sqrt(factor/n), n = fan_in | fan_out | fan_avg",
            "Keras/JAX VarianceScaling (its `scale` is `factor` here)", _variance_scaling_call,
            _variance_scaling_std,
