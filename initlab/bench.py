@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -147,8 +148,7 @@ def measure_peak(spec: dict[str, Any], batch: int, contender: str, backward: boo
     torch.set_num_threads(2)
     model, x = make_case(spec, batch)
     fn = {"bare": bare, "probe": initlab_probe, "peer": hook_and_store}[contender]
-    fn(model, x, backward)  # warm-up outside the window: allocator pools, kernels
-    model.zero_grad(set_to_none=True)
+    # No warm-up: the allocator would keep its pools and hide part of the pass's memory.
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")  # reset the peak RSS (VmHWM) to the current RSS
     before = _rss_kb("VmRSS")
@@ -161,7 +161,11 @@ def peak_in_subprocess(spec: dict[str, Any], batch: int, contender: str, backwar
             "print(measure_peak(json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3], "
             "sys.argv[4] == '1'))")  # fmt: skip
     args = [sys.executable, "-c", code, json.dumps(spec), str(batch), contender, str(int(backward))]
-    return float(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+    # A fixed mmap threshold: every tensor above 64 KB gets its own mapping and is returned on
+    # free, so RSS follows live memory instead of glibc's pools (which depend on history).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    result = subprocess.run(args, check=True, capture_output=True, text=True, env=env)
+    return float(result.stdout)
 
 
 def memory_table(repeats: int) -> list[dict[str, Any]]:
