@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     ValidationError,
     ValidationInfo,
@@ -33,7 +34,8 @@ from pydantic import (
 from torch import nn
 
 from initlab.models import MODELS, normalize_model_spec
-from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, probe
+from initlab.params import MAX_MAGNITUDE, shown
+from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, probe
 from initlab.schemes import PARAMS_COLUMNS, Scheme, apply_scheme, validate_scheme
 from initlab.stats import histogram, summarize
 
@@ -47,19 +49,27 @@ class InputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     batch_size: StrictInt = Field(64, ge=1, le=65_536)
     distribution: Literal["normal", "uniform", "tokens"] | None = None  # None: model's own
-    mean: float = Field(0.0, allow_inf_nan=False)
-    std: float = Field(1.0, ge=0, allow_inf_nan=False)
-    low: float = Field(-1.0, allow_inf_nan=False)
-    high: float = Field(1.0, allow_inf_nan=False)
-    vocab_size: StrictInt | None = Field(None, ge=1)
+    # Strict numbers (true or "2" are not numbers), within what float32 input can hold.
+    mean: StrictFloat = Field(0.0, allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+    std: StrictFloat = Field(1.0, allow_inf_nan=False, ge=0, le=MAX_MAGNITUDE)
+    low: StrictFloat = Field(-1.0, allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+    high: StrictFloat = Field(1.0, allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+    vocab_size: StrictInt | None = Field(None, ge=1, le=10_000_000)
     shape: tuple[StrictInt, ...] | None = None  # per-sample shape; zoo models supply their own
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (not value or min(value) < 1 or max(value) > 1_000_000):
+            raise ValueError(f"must list sizes from 1 to 1000000; got {shown(list(value))}")
+        return value
 
     @model_validator(mode="after")
     def _low_below_high(self) -> InputSpec:
         if self.distribution == "uniform" and not self.low < self.high:
-            raise ValueError(f"low must be smaller than high; got low={self.low}, high={self.high}")
-        if self.shape is not None and (not self.shape or min(self.shape) < 1):
-            raise ValueError(f"shape must list sizes >= 1; got {list(self.shape)}")
+            raise ValueError(
+                f"input.low: must be smaller than high; got low={self.low}, high={self.high}"
+            )
         return self
 
 
@@ -88,7 +98,7 @@ class Experiment(BaseModel):
     @classmethod
     def _seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if min(value) < 0 or len(set(value)) != len(value):
-            raise ValueError(f"seeds must be distinct whole numbers >= 0; got {list(value)}")
+            raise ValueError(f"must be distinct whole numbers >= 0; got {shown(list(value))}")
         return value
 
     @field_validator("schemes", mode="before")
@@ -131,7 +141,13 @@ class Experiment(BaseModel):
         path = Path(source)
         if path.stat().st_size > MAX_FILE_BYTES:
             raise ValueError(f"{path}: larger than {MAX_FILE_BYTES // 1000} KB; not an experiment")
-        return cls.from_text(path.read_text(encoding="utf-8"), str(path), allow_custom)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); not an experiment") from (
+                None
+            )
+        return cls.from_text(text, str(path), allow_custom)
 
     @classmethod
     def from_text(
@@ -141,6 +157,10 @@ class Experiment(BaseModel):
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except ValueError as exc:  # e.g. an integer with more than 4300 digits
+            raise ValueError(f"{where}: not an experiment ({exc})") from None
+        except RecursionError:
+            raise ValueError(f"{where}: nested too deeply to be an experiment") from None
         return cls.from_dict(data, allow_custom)
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,16 +222,32 @@ def _check_custom_input(spec: InputSpec) -> None:
                          "size (token ids are drawn from 0 to vocab_size - 1)")  # fmt: skip
 
 
+BOUNDS = {"less_than_equal": ("<=", "le"), "greater_than_equal": (">=", "ge"),
+          "less_than": ("<", "lt"), "greater_than": (">", "gt")}  # fmt: skip
+
+
+def _pydantic_message(err: dict[str, Any]) -> str:
+    """One pydantic error in initlab's words: what is allowed, and what was given."""
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"unknown field; allowed: {', '.join(_allowed_fields(err['loc']))}"
+    if kind == "missing":
+        return "missing (required)"
+    if kind in BOUNDS:
+        op, key = BOUNDS[kind]
+        return f"must be {op} {err['ctx'][key]:g}; got {shown(err.get('input'))}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if kind.endswith(("_type", "_parsing", "finite_number", "literal_error")):
+        msg += f"; got {shown(err.get('input'))}"
+    return msg
+
+
 def format_errors(exc: ValidationError, most: int = 3) -> str:
     """Pydantic errors as 'where: what is wrong; what is allowed' lines."""
     lines = []
     for err in exc.errors()[:most]:
-        loc = ".".join(str(part) for part in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field; allowed: {', '.join(_allowed_fields(err['loc']))}"
-        elif err["type"] == "missing":
-            msg = "missing (required)"
+        loc = ".".join(shown(part).strip("'") for part in err["loc"])
+        msg = _pydantic_message(err)
         # Our own validators already start their messages with the field's full path.
         ours = not loc or msg.startswith((loc.split(".")[0] + ".", loc.split(".")[0] + ":"))
         lines.append(msg if ours else f"{loc}: {msg}")
@@ -339,8 +375,11 @@ def _run_one(exp: Experiment, scheme: Scheme, seed: int, x: torch.Tensor,
     model.to(device)
     weight_hists = _weight_histograms(model, exp.bins)
     measured = _param_stats(model)
-    result = probe(model, x, exp.backward, generator(seed, "cotangent"), exp.bins,
-                   train=exp.mode == "train")  # fmt: skip
+    try:
+        result = probe(model, x, exp.backward, generator(seed, "cotangent"), exp.bins,
+                       train=exp.mode == "train")  # fmt: skip
+    except ProbeError as exc:  # the model breaks on this input: say which input it was
+        raise ProbeError(f"input: the model fails on {_input_words(exp, x)}: {exc}") from exc
     params = params.assign(
         mean=params["param"].map(lambda p: measured[p][0]),
         std=params["param"].map(lambda p: measured[p][1]),
@@ -348,6 +387,15 @@ def _run_one(exp: Experiment, scheme: Scheme, seed: int, x: torch.Tensor,
     )
     histograms = pd.concat([weight_hists, result.histograms], ignore_index=True)
     return {"layers": result.layers, "params": params, "histograms": histograms}
+
+
+def _input_words(exp: Experiment, x: torch.Tensor) -> str:
+    spec = exp.input
+    words = f"input of shape {list(x.shape)} (input.shape {list(exp.input_shape())}"
+    words += f", input.distribution '{spec.distribution or 'normal'}'"
+    if spec.vocab_size is not None:
+        words += f", input.vocab_size {spec.vocab_size}"
+    return words + ")"
 
 
 def _param_stats(model: nn.Module) -> dict[str, tuple[float, float]]:

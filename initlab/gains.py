@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,6 +39,7 @@ ESTIMATED: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mish": F.mish,
 }
 GAIN_NAMES = (*TORCH_GAINS, *ESTIMATED)
+MAX_GAIN = 1e30  # a gain (or slope) beyond this overflows float32 weights or calculate_gain
 DEFAULT_SLOPE = 0.01  # torch's default negative slope for leaky_relu
 _LEAKY = re.compile(r"^leaky_relu\s*[(:]\s*([-+0-9.eE]+)\s*\)?$")
 
@@ -47,9 +49,10 @@ def parse_gain(value: object) -> float | str:
     if isinstance(value, bool):
         raise TypeError(value)
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:  # a negative gain breaks xavier's bounds
+        x = float(value)  # OverflowError for a huge int: the caller reports it as invalid
+        if not math.isfinite(x) or x < 0 or x > MAX_GAIN:  # negative breaks xavier's bounds
             raise ValueError(value)
-        return float(value)
+        return x
     if not isinstance(value, str):
         raise TypeError(value)
     name = value.strip().lower()
@@ -59,7 +62,7 @@ def parse_gain(value: object) -> float | str:
     if match is None:
         raise ValueError(value)
     slope = float(match.group(1))
-    if not math.isfinite(slope):
+    if not math.isfinite(slope) or abs(slope) > MAX_GAIN:  # calculate_gain squares it
         raise ValueError(value)
     return f"leaky_relu({slope!r})"
 
@@ -87,4 +90,7 @@ def estimated_gain(name: str, samples: int = 2**22, seed: int = 0) -> float:
     """Monte Carlo gain 1/sqrt(E[f(z)^2]) of an activation torch's calculate_gain rejects."""
     fn = ESTIMATED.get(name) or {"relu": F.relu, "linear": lambda z: z}[name]
     z = torch.randn(samples, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    return float(1.0 / fn(z).pow(2).mean().sqrt())
+    # numpy's pairwise sum is single-threaded: torch's reduction order (and so the last bit
+    # of the gain, and of every weight drawn with it) would depend on the thread count.
+    second_moment = float(np.mean(fn(z).pow(2).numpy()))
+    return 1.0 / math.sqrt(second_moment)

@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from initlab.params import shown
 from initlab.probe import first_tensor
 
 MEMORY_ENV = "INITLAB_MEMORY_BUDGET_MB"
@@ -23,6 +25,7 @@ MEMORY_FRACTION = 0.5  # of the memory available when the experiment is checked
 DEFAULT_TIME_BUDGET_S = 600.0
 FLOPS_PER_SECOND = 1e10  # a deliberately modest CPU: the estimate should not promise too much
 PROBE_OVERHEAD = 2.5  # statistics and histograms on top of the bare pass (see the benchmark)
+PER_CALL_S = 3e-4  # hooks, statistics and a histogram per leaf call, whatever its size
 
 
 @dataclass(frozen=True)
@@ -36,23 +39,55 @@ class Estimate:
     runs: int
 
 
-def _leaf_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
-    """Every leaf module's output on the meta device, by forward hooks."""
-    calls: list[tuple[nn.Module, torch.Tensor]] = []
+def _leaf_shapes(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], float]:
+    """Every leaf module's output on the meta device (by forward hooks), and the forward
+    pass's FLOPs as torch's FlopCounterMode counts them (matmuls, convolutions, attention)."""
+    calls: list[torch.Tensor] = []
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         out = first_tensor(output)
         if out is not None and not list(module.children()):
-            calls.append((module, out))
+            calls.append(out)
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
     finally:
         for handle in handles:
             handle.remove()
-    return calls
+    return calls, float(counter.get_total_flops())
+
+
+def meta_input(exp: Any) -> torch.Tensor:
+    """The experiment's input as a meta tensor: its shape and dtype, never its memory."""
+    from initlab.models import MODELS
+
+    shape = (exp.input.batch_size, *exp.input_shape())
+    tokens = MODELS[exp.model["name"]].tokens(exp.model) is not None
+    if tokens or exp.input.distribution == "tokens":
+        return torch.zeros(shape, dtype=torch.long, device="meta")
+    return torch.empty(shape, device="meta")
+
+
+def _meta_calls(exp: Any, model: nn.Module, x: torch.Tensor) -> tuple[list, float] | None:
+    """Leaf outputs of a meta forward pass in the experiment's mode; a zoo model that fails
+    is a problem of the experiment (ValueError), a custom one may just not support meta."""
+    model.train(exp.mode == "train")
+    try:
+        return _leaf_shapes(model, x)
+    except Exception as exc:  # the model's own error, whatever its type
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if "more than 1 value per channel" in reason:
+            raise ValueError(
+                f"input.batch_size: BatchNorm in train mode needs more than one value per "
+                f"channel, and batch {exp.input.batch_size} of this model gives one; use a "
+                f"larger batch_size or mode 'eval'"
+            ) from None
+        if exp.model["name"] == "custom":
+            return None  # judged on its parameters; the probe reports a failing forward
+        shape = list(x.shape[1:])
+        raise ValueError(f"model: fails on input of shape {shape}: {reason}") from None
 
 
 def _flops(module: nn.Module, out: torch.Tensor) -> float:
@@ -67,24 +102,24 @@ def _flops(module: nn.Module, out: torch.Tensor) -> float:
 
 def estimate(exp: Any) -> Estimate:
     """Memory and time of `exp` (an initlab Experiment), from a meta-device forward pass."""
-    from initlab.experiment import make_input
     from initlab.outline import meta_model
 
     model = meta_model(exp.model, allow_custom=True)  # the experiment's validation allowed it
     params = sum(p.numel() * p.element_size() for p in model.parameters())
+    runs = len(exp.seeds) * len(exp.schemes)
+    x = meta_input(exp)
+    inputs = x.numel() * x.element_size()
     budget, _ = memory_budget()
-    if params > budget:  # refuse at once, before the (slower) meta forward pass
-        return Estimate(params, 0, params, math.inf, len(exp.seeds) * len(exp.schemes))
-    x = make_input(exp, exp.seeds[0])
-    calls = _leaf_shapes(model, x.to("meta"))
-    sizes = [out.numel() * out.element_size() for _, out in calls] or [0]
+    if params + inputs > budget:  # refuse at once, before the (slower) meta forward pass
+        return Estimate(params, inputs, params + inputs, math.inf, runs)
+    calls, flops = _meta_calls(exp, model, x) or ([], 0.0)
+    sizes = [out.numel() * out.element_size() for out in calls] or [0]
     # Backward keeps every output for autograd; forward-only holds about two at a time.
     activations = sum(sizes) if exp.backward else 2 * max(sizes)
-    peak = params * (2 if exp.backward else 1) + activations + 2 * max(sizes)
-    flops = sum(_flops(m, out) for m, out in calls) * (3 if exp.backward else 1)
-    runs = len(exp.seeds) * len(exp.schemes)
-    seconds = runs * flops * PROBE_OVERHEAD / FLOPS_PER_SECOND
-    return Estimate(params, activations, peak, seconds, runs)
+    peak = params * (2 if exp.backward else 1) + inputs + activations + 2 * max(sizes)
+    passes = 3 if exp.backward else 1  # backward costs about twice the forward
+    per_run = passes * (flops * PROBE_OVERHEAD / FLOPS_PER_SECOND + len(calls) * PER_CALL_S)
+    return Estimate(params, activations, peak, runs * per_run, runs)
 
 
 def available_bytes() -> int:
@@ -99,18 +134,34 @@ def available_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def _env_number(name: str) -> float | None:
+    """A positive, finite number from the environment, or None when the variable is unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: must be a positive number; got {shown(raw)}")
+    return value
+
+
 def memory_budget() -> tuple[int, str]:
     """The budget in bytes and where it came from (for the message)."""
-    if os.environ.get(MEMORY_ENV):
-        return int(float(os.environ[MEMORY_ENV]) * 2**20), f"{MEMORY_ENV}"
+    megabytes = _env_number(MEMORY_ENV)
+    if megabytes is not None:
+        return int(megabytes * 2**20), MEMORY_ENV
     return int(available_bytes() * MEMORY_FRACTION), (
         f"half of the memory available now; set {MEMORY_ENV} to change it"
     )
 
 
 def time_budget() -> tuple[float, str]:
-    if os.environ.get(TIME_ENV):
-        return float(os.environ[TIME_ENV]), TIME_ENV
+    seconds = _env_number(TIME_ENV)
+    if seconds is not None:
+        return seconds, TIME_ENV
     return DEFAULT_TIME_BUDGET_S, f"the default; set {TIME_ENV} to change it"
 
 

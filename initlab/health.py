@@ -61,6 +61,9 @@ def layer_health(layers: pd.DataFrame) -> pd.DataFrame:
     aggs = {c: (c, "first") for c in labels}
     aggs |= {c: (c, "median") for c in _HEALTH_COLUMNS}
     aggs |= {"nonfinite": ("nonfinite", "max"), "seeds": ("seed", "nunique")}
+    # A variance that overflowed to inf in any seed is non-finite too (as in `verdicts`).
+    overflow = ~np.isfinite(numeric["act_var"]) & ~np.isnan(numeric["act_var"])
+    numeric["nonfinite"] = np.maximum(np.nan_to_num(numeric["nonfinite"]), overflow.astype(float))
     grouped = layers.assign(**numeric).groupby(["scheme", "order", "layer"], sort=False)
     table = grouped.agg(**aggs).reset_index()
     rank = table["scheme"].map({s: i for i, s in enumerate(scheme_order(layers))})

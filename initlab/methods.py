@@ -18,7 +18,7 @@ from torch import nn
 
 from initlab import initializers
 from initlab.gains import TORCH_GAINS, estimated_gain, parse_gain, resolve_gain, split_gain
-from initlab.params import Param, check_params
+from initlab.params import Param, check_params, shown
 
 Shape = tuple[int, ...]
 Params = dict[str, Any]
@@ -105,6 +105,8 @@ def truncated_normal_std(mean: float, std: float, a: float, b: float) -> float:
     pdf = lambda x: math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)  # noqa: E731
     tail = lambda x: 0.5 * math.erfc(x / math.sqrt(2))  # P(Z > x)  # noqa: E731
     z = tail(alpha) - tail(beta)
+    if z <= 0.0:  # no mass between the cuts in float64: validation keeps this from happening
+        return math.nan
     shift = (alpha * pdf(alpha) - beta * pdf(beta)) / z
     centre = (pdf(alpha) - pdf(beta)) / z
     return std * math.sqrt(max(1 + shift - centre**2, 0.0))
@@ -173,6 +175,20 @@ def _a_below_b(p: Params, where: str) -> None:
         raise ValueError(f"{where}: a must be smaller than b; got a={p['a']}, b={p['b']}")
 
 
+TRUNC_REACH = 3.0  # stds: torch's inverse-CDF sampler is only accurate near the mean
+
+
+def _trunc_reachable(p: Params, where: str) -> None:
+    _a_below_b(p, where)
+    low, high = p["a"] - TRUNC_REACH * p["std"], p["b"] + TRUNC_REACH * p["std"]
+    if not low <= p["mean"] <= high:
+        raise ValueError(
+            f"{where}.mean: {p['mean']} is more than {TRUNC_REACH:g} std outside [a, b] = "
+            f"[{p['a']}, {p['b']}]; torch's trunc_normal_ cannot sample that, so keep the mean "
+            f"within [{low:g}, {high:g}]"
+        )
+
+
 def _dirac_groups(shape: Shape, p: Params) -> str | None:
     if shape[0] % p["groups"]:
         return f"dirac with groups={p['groups']} needs dim 0 ({shape[0]}) divisible by groups"
@@ -225,7 +241,7 @@ _ENTRIES = [
            lambda s, p: truncated_normal_std(p["mean"], p["std"], p["a"], p["b"]),
            (MEAN, Param("std", "float", 1.0, "std before truncation", low=0, low_open=True),
             Param("a", "float", -2.0, "lower cut (absolute value)"),
-            Param("b", "float", 2.0, "upper cut (absolute value)")), check=_a_below_b),
+            Param("b", "float", 2.0, "upper cut (absolute value)")), check=_trunc_reachable),
     Method("constant", "every element = val", "torch.nn.init.constant_",
            lambda s, p: Call("nn.init.constant_", dict(p), random=False), CONST_STD,
            (Param("val", "float", 0.0, "the value"),)),
@@ -377,7 +393,7 @@ def parse_method_spec(value: Any, where: str) -> MethodSpec:
         value = {"method": value}
     if not isinstance(value, dict):
         raise ValueError(
-            f"{where}: must be a method name or an object with 'method'; got {value!r}"
+            f"{where}: must be a method name or an object with 'method'; got {shown(value)}"
         )
     given = dict(value)
     name = _method_name(given.pop("method", None), where)
@@ -400,7 +416,7 @@ def _parse_scale(value: Any, where: str) -> float | str:
     try:
         return SCALE.check(value, where)
     except ValueError:
-        got = f"'{value}'" if isinstance(value, str) else repr(value)
+        got = shown(value)
         raise ValueError(f"{where}: must be a number or '{SCALE_BY_MATCHES}'; got {got}") from None
 
 
@@ -409,7 +425,7 @@ def _method_name(name: Any, where: str) -> str:
         raise ValueError(f"{where}.method: missing; choose one of: {', '.join(METHODS)}")
     key = name.strip().removesuffix("_")
     if key not in METHODS:
-        raise ValueError(f"{where}.method: unknown method '{name}'; choose one of: "
+        raise ValueError(f"{where}.method: unknown method {shown(name)}; choose one of: "
                          f"{', '.join(METHODS)}")  # fmt: skip
     return key
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab.params import Param, check_params
+from initlab.params import Param, check_params, shown
 
 Spec = dict[str, Any]
 
@@ -72,18 +72,27 @@ class ModelEntry:
 # ---------------------------------------------------------------- mlp
 
 
+MAX_MLP_DEPTH = 1000
+
+
 def _mlp_widths(given: Spec, where: str) -> Spec:
     """`widths` (input width first) overrides depth and width; they must agree if given."""
     widths = given.get("widths")
     if widths is None:
         return {k: v for k, v in given.items() if k != "widths"}
-    if not isinstance(widths, list | tuple) or len(widths) < 2:
-        raise ValueError(f"{where}.widths: must list at least 2 widths (input first); "
-                         f"got {widths!r}")  # fmt: skip
-    if "depth" in given and given["depth"] != len(widths) - 1:
-        raise ValueError(f"{where}.depth: {given['depth']} disagrees with widths, which give "
-                         f"{len(widths) - 1} layers; give one or the other")  # fmt: skip
-    return {**given, "depth": len(widths) - 1, "width": widths[0]}
+    if not isinstance(widths, list | tuple) or not 2 <= len(widths) <= MAX_MLP_DEPTH + 1:
+        raise ValueError(f"{where}.widths: must list 2 to {MAX_MLP_DEPTH + 1} widths (input "
+                         f"first); got {shown(widths)}")  # fmt: skip
+    widths = _param("mlp", "widths").check(list(widths), f"{where}.widths")
+    for field, implied in (("depth", len(widths) - 1), ("width", widths[0])):
+        if field in given and given[field] != implied:
+            raise ValueError(f"{where}.{field}: {shown(given[field])} disagrees with widths, "
+                             f"which give {implied}; give one or the other")  # fmt: skip
+    return {**given, "widths": list(widths), "depth": len(widths) - 1, "width": widths[0]}
+
+
+def _param(model: str, name: str) -> Param:
+    return next(p for p in MODELS[model].params if p.name == name)
 
 
 def _norm(kind: str, width: int) -> nn.Module | None:
@@ -384,11 +393,13 @@ def _normalize_custom(given: Spec, where: str, allow: bool) -> Spec:
         raise _refusal(given, where)
     factory = given.get("factory")
     if not isinstance(factory, str) or not _FACTORY.match(factory):
-        raise ValueError(f"{where}.factory: must be 'package.module:callable'; got {factory!r}")
+        raise ValueError(
+            f"{where}.factory: must be 'package.module:callable'; got {shown(factory)}"
+        )
     kwargs = given.get("kwargs", {})
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise ValueError(f"{where}.kwargs: must be an object of keyword arguments for the "
-                         f"factory; got {kwargs!r}")  # fmt: skip
+                         f"factory; got {shown(kwargs)}")  # fmt: skip
     import_factory(factory, where)
     rest = {k: v for k, v in given.items() if k not in ("factory", "kwargs")}
     checked = check_params(CUSTOM_PARAMS, rest, where, "model 'custom'")
@@ -461,7 +472,7 @@ def model_entry(spec: Any, where: str = "model") -> ModelEntry:
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise ValueError(f"{where}.name: missing; choose one of: {', '.join(MODELS)}")
     if spec["name"] not in MODELS:
-        raise ValueError(f"{where}.name: unknown model '{spec['name']}'; choose one of: "
+        raise ValueError(f"{where}.name: unknown model {shown(spec['name'])}; choose one of: "
                          f"{', '.join(MODELS)}")  # fmt: skip
     return MODELS[spec["name"]]
 

@@ -38,7 +38,7 @@ class Param:
 
             return "a number >= 0 or a nonlinearity name (" + ", ".join(GAIN_NAMES) + ")"
         noun = {"float": "a number", "int": "a whole number", "ints": "a list of whole numbers"}
-        return noun[self.kind] + self._range_text()
+        return noun[self.kind] + (self._range_text() or f" within ±{MAX_MAGNITUDE:g}")
 
     def _range_text(self) -> str:
         parts = []
@@ -54,9 +54,18 @@ class Param:
             return None  # an optional parameter left out
         try:
             return _CHECKS[self.kind](self, value)
-        except (TypeError, ValueError):
-            got = repr(value) if not isinstance(value, str) else f"'{value}'"
-            raise ValueError(f"{where}: must be {self.describe()}; got {got}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{where}: must be {self.describe()}; got {shown(value)}") from None
+
+
+MAX_MAGNITUDE = 1e30  # beyond this a float32 init overflows; no sane parameter is near it
+SHOWN_CHARS = 60
+
+
+def shown(value: Any) -> str:
+    """A value for an error message: strings quoted, anything long cut (never the whole input)."""
+    text = repr(value)  # quotes strings and escapes control characters (no line breaks)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 def _fmt(x: float) -> str:
@@ -67,9 +76,10 @@ def _number(value: Any) -> float:
     # bool is an int in Python; a checkbox value is never a number here.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(value)
-    if not math.isfinite(value):
+    x = float(value)  # OverflowError for an int beyond float range: caught by Param.check
+    if not math.isfinite(x) or abs(x) > MAX_MAGNITUDE:
         raise ValueError(value)
-    return float(value)
+    return x
 
 
 def _in_range(p: Param, x: float) -> float:
@@ -134,6 +144,6 @@ def check_params(
     if unknown:
         allowed = ", ".join(names) if names else "no parameters"
         raise ValueError(
-            f"{where}: unknown parameter '{unknown[0]}' for {what}; allowed: {allowed}"
+            f"{where}: unknown parameter {shown(unknown[0])} for {what}; allowed: {allowed}"
         )
     return {p.name: p.check(given.get(p.name, p.default), f"{where}.{p.name}") for p in declared}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from initlab.methods import SCALE_BY_MATCHES, parse_method_spec
+from initlab.params import shown
 from initlab.schemes import Scheme
 
 WEIGHTED = ("Linear", "Conv", "ConvTranspose")  # families a fan-based preset initializes
@@ -153,7 +154,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in _ENTRIES}
 def preset(name: str, activation: str = "relu") -> Scheme:
     """The scheme of preset `name`, with gains for `activation`."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
+        raise ValueError(f"unknown preset {shown(name)}; choose one of: {', '.join(PRESETS)}")
     entry = PRESETS[name]
     scheme = entry.scheme(activation)
     return Scheme(scheme.name, scheme.rules, name)

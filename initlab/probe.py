@@ -27,8 +27,11 @@ LAYER_COLUMNS = ["order", "layer", "type", "role", "act_mean", "act_var", "act_s
 HIST_COLUMNS = ["kind", "name", "bin_left", "bin_right", "count"]
 
 
-class ProbeError(RuntimeError):
-    """The model's forward pass raised; the message names the layer that broke."""
+class ProbeError(RuntimeError, ValueError):
+    """The model's forward pass raised; the message names the layer that broke.
+
+    Also a ValueError: a model that breaks on the experiment's input (a wrong input.shape, a
+    token id beyond the vocabulary) is a bad experiment, answered like any other."""
 
 
 @dataclass
@@ -124,7 +127,7 @@ def hooked(model: nn.Module, recorder: _Recorder) -> Iterator[None]:
         if not recorder.stack:
             raise
         broken = recorder.stack[-1][0]
-        name = recorder.names.get(id(broken), "")
+        name = recorder.names.get(id(broken)) or "the model itself"
         raise ProbeError(
             f"forward pass failed in layer '{name}' ({type(broken).__name__}): {exc}"
         ) from exc

@@ -19,6 +19,7 @@ from torch import nn
 
 from initlab.layers import FAMILIES, default_std, matches_layers
 from initlab.methods import METHODS, MethodSpec, fans, parse_method_spec
+from initlab.params import shown
 
 PARAMS_COLUMNS = ["param", "layer", "type", "shape", "method", "fan_in", "fan_out", "gain",
                   "expected_std"]  # fmt: skip
@@ -61,17 +62,17 @@ class Rule:
     @classmethod
     def from_dict(cls, d: Any, where: str) -> Rule:
         if not isinstance(d, dict):
-            raise ValueError(f"{where}: a rule must be an object with 'layers'; got {d!r}")
+            raise ValueError(f"{where}: a rule must be an object with 'layers'; got {shown(d)}")
         unknown = set(d) - {"layers", "name", "weight", "bias"}
         if unknown:
-            raise ValueError(f"{where}: unknown field '{sorted(unknown)[0]}'; allowed: "
+            raise ValueError(f"{where}: unknown field {shown(sorted(unknown)[0])}; allowed: "
                              "layers, name, weight, bias")  # fmt: skip
         layers, name = d.get("layers"), d.get("name")
         if not isinstance(layers, str) or not layers.strip():
             raise ValueError(f"{where}.layers: must be a layer family ({', '.join(FAMILIES)}) "
-                             f"or a class name; got {layers!r}")  # fmt: skip
+                             f"or a class name; got {shown(layers)}")  # fmt: skip
         if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"{where}.name: must be a glob on the module name; got {name!r}")
+            raise ValueError(f"{where}.name: must be a glob on the module name; got {shown(name)}")
         weight = parse_method_spec(d.get("weight"), f"{where}.weight")
         bias = parse_method_spec(d.get("bias"), f"{where}.bias")
         return cls(layers.strip(), weight, bias, name)
@@ -102,10 +103,10 @@ class Scheme:
     def from_dict(cls, d: Any, where: str = "scheme", activation: str = "relu") -> Scheme:
         """Validate a scheme dict; `{"preset": ...}` alone takes the preset's rules."""
         if not isinstance(d, dict):
-            raise ValueError(f"{where}: a scheme must be an object; got {d!r}")
+            raise ValueError(f"{where}: a scheme must be an object; got {shown(d)}")
         unknown = set(d) - {"name", "rules", "preset"}
         if unknown:
-            raise ValueError(f"{where}: unknown field '{sorted(unknown)[0]}'; allowed: "
+            raise ValueError(f"{where}: unknown field {shown(sorted(unknown)[0])}; allowed: "
                              "name, rules, preset")  # fmt: skip
         if "rules" not in d and "preset" in d:
             return _from_preset(d, where, activation)
@@ -119,7 +120,7 @@ class Scheme:
 
 def _scheme_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{where}.name: must be a non-empty text; got {name!r}")
+        raise ValueError(f"{where}.name: must be a non-empty text; got {shown(name)}")
     return name.strip()
 
 
@@ -127,8 +128,8 @@ def _from_preset(d: dict[str, Any], where: str, activation: str) -> Scheme:
     from initlab.presets import PRESETS, preset
 
     key = d["preset"]
-    if key not in PRESETS:
-        raise ValueError(f"{where}.preset: unknown preset {key!r}; choose one of: "
+    if not isinstance(key, str) or key not in PRESETS:
+        raise ValueError(f"{where}.preset: unknown preset {shown(key)}; choose one of: "
                          f"{', '.join(PRESETS)}")  # fmt: skip
     scheme = preset(key, activation=activation)
     name = _scheme_name(d.get("name", scheme.name), where)

@@ -232,7 +232,7 @@ ERRORS = [
     (base(model={"name": "mlp", "bias": True, "colour": 1}), r"model: unknown parameter 'colour'"),
     (base(seeds=[1, 1]), r"^seeds:"),
     (base(seeds=[]), r"^seeds:"),
-    (base(input={"distribution": "uniform", "low": 1, "high": 0}), r"^input: low must be"),
+    (base(input={"distribution": "uniform", "low": 1, "high": 0}), r"^input.low: must be"),
     (base(model=LENET, input={"shape": [3, 28, 28]}), r"input\.shape: lenet expects \[3, 32, 32\]"),
     (base(input={"distribution": "tokens"}), r"input\.distribution: mlp takes normal or uniform"),
 ]  # fmt: skip

@@ -190,12 +190,6 @@ def test_run_refuses_before_building_anything(monkeypatch):
 # ---------------------------------------------------------------- known defects (strict xfails)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard.estimate draws the real input with make_input before deciding: a 65536-image "
-    "batch of 1024×1024 RGB is an 824 GB allocation (RuntimeError from the allocator, not the "
-    "budget's ValueError) and a 3 GB one takes ~10 s instead of under a second",
-)
 def test_a_huge_input_is_refused_without_drawing_it(monkeypatch):
     real = experiment_module.make_input
     drawn: list[int] = []
@@ -216,13 +210,10 @@ def test_a_huge_input_is_refused_without_drawing_it(monkeypatch):
     assert drawn == [], "the guard drew the input it was meant to judge"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the time estimate counts FLOPs only; hooks, statistics and histograms cost ~1 ms per "
-    "leaf call, so a 1000-layer narrow MLP is estimated at microseconds",
-)
-def test_a_thousand_layer_experiment_of_many_runs_is_refused_as_too_slow():
-    # 256 runs of 2000 leaf calls each: several minutes on any CPU (about 1.5 s a run here).
+def test_a_thousand_layer_experiment_of_many_runs_is_refused_as_too_slow(monkeypatch):
+    # 256 runs of 2000 leaf calls each: several minutes on any CPU (about 1.5 s a run here),
+    # so well over a one-minute budget although its FLOPs are negligible.
+    monkeypatch.setenv("INITLAB_TIME_BUDGET_S", "60")
     exp = Experiment.from_dict(
         {
             "model": {"name": "mlp", "depth": 1000, "width": 1},
@@ -235,11 +226,6 @@ def test_a_thousand_layer_experiment_of_many_runs_is_refused_as_too_slow():
     assert "too slow" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the time estimate counts FLOPs of leaf modules only: per-call overhead (mlp, ~10⁶×"
-    " under) and attention's seq² work inside SelfAttention (transformer, ~45× under) are missed",
-)
 @pytest.mark.parametrize(
     ("model", "batch"),
     [
@@ -257,11 +243,6 @@ def test_time_estimate_is_within_a_factor_of_ten_of_a_real_run(model, batch):
     assert estimate(exp).seconds >= measured / 10, (estimate(exp).seconds, measured)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard reads the variables with bare float()/int(): 'abc' and 'nan' give Python's own "
-    "ValueError naming neither variable, 'inf' an OverflowError; a NaN time budget disables it",
-)
 @pytest.mark.parametrize(
     ("variable", "value"),
     [(MEMORY_ENV, "abc"), (MEMORY_ENV, "nan"), (MEMORY_ENV, "inf"), (TIME_ENV, "abc"),
