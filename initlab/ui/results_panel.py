@@ -12,7 +12,7 @@ import streamlit as st
 from initlab import plots
 from initlab.codegen import to_code
 from initlab.experiment import Experiment
-from initlab.health import layer_health, verdicts
+from initlab.ui import views
 from initlab.ui.state import load_upload
 
 ROLES = {
@@ -22,26 +22,27 @@ ROLES = {
 }
 
 
-def verdicts_ui(layers: pd.DataFrame, colors: dict[str, str], input_var: float) -> None:
-    for scheme, sentence in verdicts(layers, input_var=input_var).items():
+def verdicts_ui(key: str, layers: pd.DataFrame, colors: dict[str, str], input_var: float) -> None:
+    for scheme, sentence in views.verdict_lines(key, input_var, layers).items():
         st.markdown(
             f"<span style='color:{colors[scheme]}'>●</span> **{scheme}**: {sentence}",
             unsafe_allow_html=True,
         )
 
 
-def variance_tab(tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float) -> None:
+def variance_tab(
+    key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float
+) -> None:
     layers = tables["layers"]
-    verdicts_ui(layers, colors, input_var)
+    verdicts_ui(key, layers, colors, input_var)
     label = st.segmented_control(
         "Rows", list(ROLES), key="view_role", default=next(iter(ROLES)), required=True
     )
     role = ROLES.get(label or next(iter(ROLES)), "weight")
+    activations, gradients = views.variance_figures(key, role, layers, colors)
     left, right = st.columns(2)
-    left.plotly_chart(plots.variance_by_depth(layers, role=role, colors=colors), key="fig_var")
-    right.plotly_chart(
-        plots.grad_variance_by_depth(layers, role=role, colors=colors), key="fig_grad"
-    )
+    left.plotly_chart(activations, key="fig_var")
+    right.plotly_chart(gradients, key="fig_grad")
 
 
 def _default_names(names: list[str], most: int = 4) -> list[str]:
@@ -52,7 +53,7 @@ def _default_names(names: list[str], most: int = 4) -> list[str]:
     return [names[round(i * step)] for i in range(most)]
 
 
-def distributions_tab(tables: dict[str, pd.DataFrame], colors: dict[str, str]) -> None:
+def distributions_tab(key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str]) -> None:
     hists = tables["histograms"]
     kinds = [k for k in plots.HISTOGRAM_KINDS if (hists["kind"] == k).any()]
     kind = st.segmented_control("Of", kinds, key="hist_kind", default=kinds[0], required=True)
@@ -64,7 +65,7 @@ def distributions_tab(tables: dict[str, pd.DataFrame], colors: dict[str, str]) -
     picked = st.multiselect(
         "Layers", names, default=_default_names(names), key=f"hist_names_{kind}"
     )
-    fig = plots.histogram_grid(hists, kind, names=picked or None, colors=colors)
+    fig = views.histogram_figure(key, kind, tuple(picked), hists, colors)
     st.plotly_chart(fig, key="fig_hist")
 
 
@@ -78,9 +79,11 @@ def number_formats(frame: pd.DataFrame) -> dict[str, Any]:
             for c in NUMBER_COLUMNS if c in frame.columns}  # fmt: skip
 
 
-def health_tab(tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float) -> None:
-    verdicts_ui(tables["layers"], colors, input_var)
-    table = layer_health(tables["layers"])
+def health_tab(
+    key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float
+) -> None:
+    verdicts_ui(key, tables["layers"], colors, input_var)
+    table = views.health_table(key, tables["layers"])
     bad = table[table["status"] != "ok"]
     st.caption(f"{len(bad)} of {len(table)} (scheme, layer) rows flagged; median over seeds.")
     every = st.toggle("Show every layer, not only the flagged ones", key="health_all")
@@ -173,12 +176,13 @@ def results_ui(
         else ((exp.input.high - exp.input.low) ** 2 / 12)
     )
     tabs = st.tabs(["Variance by depth", "Distributions", "Health", "Tables", "Code", "Experiment"])
+    key = exp.to_json()  # the run's identity: derived views are cached on it
     with tabs[0]:
-        variance_tab(tables, colors, input_var)
+        variance_tab(key, tables, colors, input_var)
     with tabs[1]:
-        distributions_tab(tables, colors)
+        distributions_tab(key, tables, colors)
     with tabs[2]:
-        health_tab(tables, colors, input_var)
+        health_tab(key, tables, colors, input_var)
     with tabs[3]:
         tables_tab(tables)
     with tabs[4]:

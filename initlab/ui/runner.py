@@ -19,9 +19,10 @@ import streamlit as st
 
 from initlab.experiment import Experiment, run
 from initlab.outline import model_slots
+from initlab.schemes import Scheme
 
 Tables = dict[str, pd.DataFrame]
-MAX_ENTRIES = 16
+MAX_ENTRIES = 64  # (scheme, experiment) results; a few MB each at most
 SHOW_AFTER_S = 1.0  # a run shorter than this shows no progress bar at all
 
 
@@ -63,11 +64,37 @@ def slots_cached(model_json: str) -> dict:
     return model_slots(json.loads(model_json))
 
 
+def scheme_key(exp: Experiment, scheme: Scheme) -> str:
+    """What one scheme's results depend on: everything but the other schemes and its name."""
+    spec = exp.to_dict()
+    rules = scheme.to_dict()["rules"]
+    spec["schemes"] = [{"name": "", "rules": rules}]
+    return json.dumps(spec, sort_keys=True)
+
+
+def _split(tables: Tables, name: str) -> Tables:
+    """One scheme's rows, labelled neutrally for the store (a rename is not a new run)."""
+    return {k: f[f["scheme"] == name].assign(scheme="") for k, f in tables.items()}
+
+
 def run_with_progress(experiment_json: str) -> Tables:
-    """Cached results, or a run with a progress bar once it has taken more than a second."""
-    cached = store().get(experiment_json)
-    if cached is not None:
-        return cached
+    """Results of every scheme: cached per scheme, so changing one scheme probes only that
+    one; a progress bar once the runs take more than a second."""
+    exp = Experiment.from_text(experiment_json)
+    keys = {s.name: scheme_key(exp, s) for s in exp.schemes}
+    missing = tuple(s for s in exp.schemes if store().get(keys[s.name]) is None)
+    if missing:
+        fresh = _run(exp.model_copy(update={"schemes": missing}))
+        for scheme in missing:
+            store().put(keys[scheme.name], _split(fresh, scheme.name))
+    parts = [(name, store().get(key)) for name, key in keys.items()]
+    if any(tables is None for _, tables in parts):  # evicted meanwhile by other sessions
+        return _run(exp)
+    return {k: pd.concat([t[k].assign(scheme=n) for n, t in parts], ignore_index=True)
+            for k in ("layers", "params", "histograms")}  # fmt: skip
+
+
+def _run(exp: Experiment) -> Tables:
     slot, start = st.empty(), time.perf_counter()
 
     def progress(fraction: float, message: str) -> None:
@@ -76,8 +103,6 @@ def run_with_progress(experiment_json: str) -> Tables:
         if time.perf_counter() - start > SHOW_AFTER_S:
             slot.progress(fraction, text=f"Probing: {message}")
 
-    results = run(Experiment.from_text(experiment_json), progress=progress)
+    results = run(exp, progress=progress)
     slot.empty()
-    tables = {"layers": results.layers, "params": results.params, "histograms": results.histograms}
-    store().put(experiment_json, tables)
-    return tables
+    return {"layers": results.layers, "params": results.params, "histograms": results.histograms}
