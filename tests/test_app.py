@@ -403,6 +403,15 @@ def test_display_only_changes_run_no_probe_but_a_scheme_change_does() -> None:
     set_method(at, 1, "Linear", "weight", "normal", std=0.5)
     assert_ok(at)
     assert at.session_state["probes_run"] > probes
+    # runs are cached per scheme: one more change probes only the changed scheme (1 seed)
+    probes = at.session_state["probes_run"]
+    at.number_input(key="s1.Linear.weight.normal.std").set_value(0.25).run()
+    assert_ok(at)
+    assert at.session_state["probes_run"] == probes + 1
+    at.text_input(key="s1.name").set_value("Renamed").run()
+    assert_ok(at)
+    assert at.session_state["probes_run"] == probes + 1, "a rename is not a new run"
+    assert "Renamed" in set(experiment(at)["schemes"][i]["name"] for i in (0, 1))
 
 
 def test_changing_the_view_redraws_the_variance_chart() -> None:
