@@ -173,6 +173,15 @@ class Experiment(BaseModel):
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    def input_variance(self) -> float | None:
+        """The input's variance (what verdicts compare with); None for token ids."""
+        spec = self.input
+        if spec.distribution == "tokens" or MODELS[self.model["name"]].tokens(self.model):
+            return None
+        if spec.distribution == "uniform":
+            return (spec.high - spec.low) ** 2 / 12
+        return spec.std**2 or None
+
     def input_shape(self) -> tuple[int, ...]:
         return self.input.shape or MODELS[self.model["name"]].input_shape(self.model)
 

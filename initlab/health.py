@@ -85,14 +85,14 @@ def _status(table: pd.DataFrame) -> np.ndarray:
     return np.select(conditions, ["non-finite", "dead", "vanishing", "exploding"], default="ok")
 
 
-def verdicts(layers: pd.DataFrame, input_var: float = 1.0) -> dict[str, str]:
+def verdicts(layers: pd.DataFrame, input_var: float | None = 1.0) -> dict[str, str]:
     """One sentence per scheme on how the activation variance of the layers with weights moves.
 
     The per-layer factor is exp(slope) of a least-squares fit of log(variance) against depth,
     on the median over seeds. Exact zeros and non-finite values (in any seed) are reported at
     the first layer where they happen, with the trend up to that layer.
     """
-    if not (np.isfinite(input_var) and input_var > 0):
+    if input_var is not None and not (np.isfinite(input_var) and input_var > 0):
         raise ValueError(f"input_var must be positive and finite; got {input_var!r}")
     profile = _weight_profile(layers)
     return {
@@ -137,7 +137,7 @@ def _weight_profile(layers: pd.DataFrame) -> pd.DataFrame:
     return profile.reset_index().sort_values("depth", kind="stable")
 
 
-def _verdict(profile: pd.DataFrame, input_var: float) -> str:
+def _verdict(profile: pd.DataFrame, input_var: float | None) -> str:
     """The sentence for one scheme's weight-layer profile (rows in depth order)."""
     if profile.empty:
         return "no layers with weights to judge"
@@ -151,7 +151,9 @@ def _verdict(profile: pd.DataFrame, input_var: float) -> str:
         after = f", after {_trend(factor, gerund=True)}" if factor is not None else ""
         return f"activations {what} at layer {row['depth']} ({row['layer']}){after}"
     last = profile.iloc[-1]
-    ratio = f"{_fmt(last['var'] / input_var)}× the input's"
+    # Token ids have no meaningful variance: compare with the first layer (the embedding).
+    base, whose = (input_var, "the input's") if input_var else (profile.iloc[0]["var"], "layer 1's")
+    ratio = f"{_fmt(last['var'] / base)}× {whose}"
     if factor is None:
         return f"one layer with weights ({last['layer']}): its activation variance is {ratio}"
     where = f"at layer {last['depth']} ({last['layer']})"

@@ -39,7 +39,7 @@ def _figure_html(figs: list[go.Figure]) -> list[str]:
 
 
 def _verdicts_html(exp: Experiment, layers: pd.DataFrame, colors: dict[str, str]) -> str:
-    input_var = exp.input.std**2 if exp.input.distribution in (None, "normal") else 1.0
+    input_var = exp.input_variance()
     items = [f"<li><span class='dot' style='color:{colors[s]}'>●</span> <b>{html.escape(s)}</b>: "
              f"{html.escape(v)}</li>" for s, v in verdicts(layers, input_var).items()]  # fmt: skip
     return "<ul>" + "".join(items) + "</ul>"

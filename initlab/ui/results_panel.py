@@ -22,7 +22,9 @@ ROLES = {
 }
 
 
-def verdicts_ui(key: str, layers: pd.DataFrame, colors: dict[str, str], input_var: float) -> None:
+def verdicts_ui(
+    key: str, layers: pd.DataFrame, colors: dict[str, str], input_var: float | None
+) -> None:
     for scheme, sentence in views.verdict_lines(key, input_var, layers).items():
         st.markdown(
             f"<span style='color:{colors[scheme]}'>●</span> **{scheme}**: {sentence}",
@@ -31,7 +33,7 @@ def verdicts_ui(key: str, layers: pd.DataFrame, colors: dict[str, str], input_va
 
 
 def variance_tab(
-    key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float
+    key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float | None
 ) -> None:
     layers = tables["layers"]
     verdicts_ui(key, layers, colors, input_var)
@@ -80,7 +82,7 @@ def number_formats(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def health_tab(
-    key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float
+    key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float | None
 ) -> None:
     verdicts_ui(key, tables["layers"], colors, input_var)
     table = views.health_table(key, tables["layers"])
@@ -170,11 +172,7 @@ def experiment_tab(exp: Experiment, report_html: Callable[[], str] | None) -> No
 def results_ui(
     tables: dict[str, pd.DataFrame], exp: Experiment, colors: dict[str, str], report: Any = None
 ) -> None:
-    input_var = (
-        exp.input.std**2
-        if exp.input.distribution in (None, "normal")
-        else ((exp.input.high - exp.input.low) ** 2 / 12)
-    )
+    input_var = exp.input_variance()
     tabs = st.tabs(["Variance by depth", "Distributions", "Health", "Tables", "Code", "Experiment"])
     key = exp.to_json()  # the run's identity: derived views are cached on it
     with tabs[0]:

@@ -18,7 +18,7 @@ ENTRIES = 64
 
 
 @st.cache_data(max_entries=ENTRIES, show_spinner=False)
-def verdict_lines(key: str, input_var: float, _layers: pd.DataFrame) -> dict[str, str]:
+def verdict_lines(key: str, input_var: float | None, _layers: pd.DataFrame) -> dict[str, str]:
     return verdicts(_layers, input_var=input_var)
 
 
