@@ -100,6 +100,14 @@ def test_verdict_relative_to_input_variance():
         verdicts(layers, 0.0)
 
 
+def test_verdict_without_input_variance_compares_with_layer_one():
+    # Token ids have no meaningful variance: the embedding (layer 1) is the reference.
+    layers = make_layers({"s": [2.0 * 0.1**d for d in range(8)]})
+    assert (
+        "at layer 8 (layers.14) their variance is 1e-07× layer 1's" in verdicts(layers, None)["s"]
+    )
+
+
 def test_verdict_factor_from_noisy_seeds_is_close():
     depths = np.arange(1, 21)
     layers = make_layers({"s": list(0.8**depths)}, seeds=(0, 1, 2), noise=0.1)
