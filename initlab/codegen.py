@@ -15,8 +15,8 @@ from typing import Any
 from torch import nn
 
 from initlab import initializers
-from initlab.layers import FAMILIES
-from initlab.methods import Call, MethodSpec
+from initlab.layers import FAMILIES, TRANSPOSED
+from initlab.methods import SWAPPED_MODE, Call, MethodSpec
 from initlab.schemes import Rule, Scheme
 
 INDENT = "    "
@@ -40,11 +40,12 @@ def _condition(rule: Rule) -> str:
     return test
 
 
-def _call_lines(spec: MethodSpec, index: int) -> list[str]:
+def _call_lines(spec: MethodSpec, index: int, transposed: bool) -> list[str]:
     """The statements that initialize `p` with `spec` (shape-independent calls only)."""
     if spec.method == "default":
         return ["pass  # keep PyTorch's default"]
     call = spec.call((2, 2))
+    call = call.transposed() if transposed else call
     return [_format_call(call) + _gain_comment(spec), *_scale_lines(spec, index)]
 
 
@@ -74,13 +75,14 @@ def _shape_dependent(spec: MethodSpec) -> bool:
     return spec.kwargs.get("nonlinearity") in ("gelu", "silu", "elu", "mish")
 
 
-def _spec_lines(spec: MethodSpec, depth: int, index: int) -> list[str]:
+def _spec_lines(spec: MethodSpec, depth: int, index: int, transposed: bool = False) -> list[str]:
     pad = INDENT * depth
     if not _shape_dependent(spec):
-        return [pad + line for line in _call_lines(spec, index)]
+        return [pad + line for line in _call_lines(spec, index, transposed)]
     # Same formula as initlab.methods.kaiming_*: std = gain / sqrt(fan).
     kind = spec.method.removeprefix("kaiming_")
     mode = spec.kwargs["mode"]
+    mode = SWAPPED_MODE.get(mode, mode) if transposed else mode  # weight stored (in, out)
     from initlab.methods import kaiming_gain
 
     gain = kaiming_gain(spec.kwargs)
@@ -101,7 +103,7 @@ def _rule_lines(index: int, rule: Rule, first: bool) -> list[str]:
     keyword = "if" if first else "elif"
     lines = [f"{INDENT}# rule {index}: {rule.label()}", f"{INDENT}{keyword} {_condition(rule)}:"]
     lines.append(f'{INDENT * 2}if "weight" in pname:')
-    lines += _spec_lines(rule.weight, 3, index)
+    lines += _spec_lines(rule.weight, 3, index, transposed=rule.layers in TRANSPOSED)
     lines.append(f'{INDENT * 2}elif "bias" in pname:')
     lines += _spec_lines(rule.bias, 3, index)
     return lines

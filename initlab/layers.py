@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 from torch.nn.modules import activation as _activation
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -37,6 +38,15 @@ SATURATION: dict[type[nn.Module], tuple[float, float]] = {
     nn.Softsign: (-1.0, 1.0),
     nn.Hardsigmoid: (0.0, 1.0),
 }
+
+
+# Modules whose 2-D weight is stored (in, out) instead of torch's (out, in): Hugging Face's
+# Conv1D (GPT-2). Their fans are read from the transposed shape.
+TRANSPOSED = ("Conv1D",)
+
+
+def is_transposed(module: nn.Module, tensor: torch.Tensor) -> bool:
+    return type(module).__name__ in TRANSPOSED and tensor.dim() == 2
 
 
 def family_of(module: nn.Module) -> str:

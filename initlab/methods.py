@@ -24,6 +24,9 @@ Shape = tuple[int, ...]
 Params = dict[str, Any]
 
 
+SWAPPED_MODE = {"fan_in": "fan_out", "fan_out": "fan_in"}
+
+
 @dataclass(frozen=True)
 class Call:
     """One initializer call: `fn(tensor, **kwargs, generator=generator)`."""
@@ -31,6 +34,14 @@ class Call:
     fn: str  # "nn.init.xavier_normal_" or the name of a function in initlab.initializers
     kwargs: dict[str, Any]
     random: bool = True
+
+    def transposed(self) -> Call:
+        """The call for a weight stored (in, out), like Hugging Face's Conv1D: torch reads
+        fan_in from dim 1, which there holds the outputs, so fan_in and fan_out swap."""
+        kwargs = dict(self.kwargs)
+        if kwargs.get("mode") in SWAPPED_MODE:
+            kwargs["mode"] = SWAPPED_MODE[kwargs["mode"]]
+        return Call(self.fn, kwargs, self.random)
 
     def run(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
         fn = _resolve(self.fn)

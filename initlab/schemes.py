@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from initlab.layers import FAMILIES, default_std, matches_layers
+from initlab.layers import FAMILIES, default_std, is_transposed, matches_layers
 from initlab.methods import METHODS, MethodSpec, fans, parse_method_spec
 from initlab.params import shown
 
@@ -149,6 +149,13 @@ class Target:
     tensor: nn.Parameter
     rule_index: int | None
     spec: MethodSpec
+    transposed: bool = False  # stored (in, out), like Hugging Face's Conv1D
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape as torch's (out, in, ...) convention reads it: what fans come from."""
+        shape = tuple(self.tensor.shape)
+        return shape[::-1] if self.transposed else shape
 
 
 def match_counts(model: nn.Module, scheme: Scheme) -> dict[int, int]:
@@ -178,7 +185,8 @@ def targets(model: nn.Module, scheme: Scheme) -> Iterator[Target]:
             index, spec = (found[0], found[1].spec_for(pname)) if found else (None, MethodSpec())
             spec = spec.for_matches(counts.get(index, 0)) if index is not None else spec
             full = f"{qualname}.{pname}" if qualname else pname
-            yield Target(full, qualname, module, tensor, index, spec)
+            yield Target(full, qualname, module, tensor, index, spec,
+                         is_transposed(module, tensor))  # fmt: skip
 
 
 def validate_scheme(scheme: Scheme, model: nn.Module) -> None:
@@ -208,25 +216,26 @@ def apply_scheme(
 
 
 def _init_one(t: Target, generator: torch.Generator | None) -> None:
-    call = t.spec.call(tuple(t.tensor.shape)) if t.tensor.numel() else None
+    call = t.spec.call(t.shape) if t.tensor.numel() else None
     if call is None:
         return
-    call.run(t.tensor, generator)
+    (call.transposed() if t.transposed else call).run(t.tensor, generator)
     if t.spec.scale != 1.0:
         t.tensor.mul_(t.spec.scale)
 
 
 def _param_row(t: Target) -> dict[str, Any]:
-    shape = tuple(t.tensor.shape)
+    shape = t.shape  # fans and expected std follow the (out, in) reading
     method = METHODS[t.spec.method]
     fan_in, fan_out = fans(shape) if len(shape) >= 2 else (math.nan, math.nan)
     if t.spec.method == "default":
         expected = default_std(t.module, t.param.rsplit(".", 1)[-1], shape)
     else:
         expected = t.spec.expected_std(shape) if t.tensor.numel() else math.nan
+    label = t.spec.label() if method.name != "default" else "default"
     return {
         "param": t.param, "layer": t.layer, "type": type(t.module).__name__,
-        "shape": str(shape), "method": t.spec.label() if method.name != "default" else "default",
+        "shape": str(tuple(t.tensor.shape)), "method": label,
         "fan_in": fan_in, "fan_out": fan_out, "gain": t.spec.gain(),
         "expected_std": expected,
     }  # fmt: skip
