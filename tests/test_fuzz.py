@@ -7,10 +7,10 @@ deleted or invented, JSON text cut short or sprinkled with stray characters. The
 `initlab.run` turns into Results with the documented columns or refuses with a ValueError; an
 unbroken small experiment runs. The CLI exits 0 or 2 and never prints a traceback.
 
-Library defects already catalogued as strict xfails (tests/test_refusals.py, test_guard.py) are
-recognised by their exact exception and message and counted, not failed on, so the fuzz keeps
-guarding everything else; the counts are printed (`pytest -s`). `derandomize=True` makes every
-run draw the same examples.
+A library defect found later can be listed in KNOWN_DEFECTS (exact exception and message) until
+it is fixed: it is then counted, not failed on, so the fuzz keeps guarding everything else; the
+counts are printed (`pytest -s`). The list is empty. `derandomize=True` makes every run draw the
+same examples.
 """
 
 from __future__ import annotations
@@ -326,8 +326,7 @@ def outcome(d: Any, text: str | None = None, clean: bool = False) -> str:
             return "refused"
         except Exception as exc:
             return known_or_fail(exc, "Experiment.from_dict/from_text")
-        # The guard draws the real input before judging (a strict xfail in test_guard.py): keep
-        # what a mutation can make below 64 MB so that defect cannot take the machine down.
+        # Keep what a mutation can make below 64 MB of input: the valid runs stay fast.
         if input_bytes(exp) > 2**26:
             return "refused"
         try:
@@ -450,8 +449,7 @@ def sized_experiments(draw: st.DrawFn) -> dict[str, Any]:
     """Small models with one or two size fields at their declared maximum: the guard's work."""
     d = draw(clean_experiments())
     entry = initlab.MODELS[d["model"]["name"]]
-    # Widths only: a depth at its maximum is a slow run the time estimate does not foresee
-    # (a strict xfail in test_guard.py), and an image at 1024 a large real input.
+    # Widths only: a depth or an image size at its maximum is a slow run, not a refusal.
     wide = [p for p in entry.params if p.kind == "int" and p.name in
             ("width", "channels", "d_model", "vocab_size")]  # fmt: skip
     d["model"] = {k: v for k, v in d["model"].items() if k != "widths"}

@@ -5,8 +5,9 @@ of every zoo model (below `low`, above `high`, wrong types, unknown choices), ev
 parameter of every method, rules, schemes, JSON syntax, files, and what only `initlab.run` can
 see against the model (eye on a convolution, dirac on a Linear, ...). Each must end in a
 ValueError whose message contains the field's path and is one short paragraph; a sample also
-goes through the CLI (exit 2, at most two lines on stderr). Library defects found this way are
-catalogue entries with `known=...` and run as strict xfails, so a fix shows up as XPASS.
+goes through the CLI (exit 2, at most two lines on stderr). A library defect found this way is
+a catalogue entry with `known=...` (a strict xfail, so its fix shows up as XPASS) until fixed;
+none is open.
 
 Also here: every preset on every zoo model (runs, or says which scheme and parameter it cannot
 initialize), and numerics (explosion to inf and vanishing to exact zeros are flagged at the
@@ -741,7 +742,7 @@ CATALOGUE: list[Bad] = [
     Bad(
         "a file with the wrong experiment", json.dumps(edit("input.std", -1)).encode(), "input.std"
     ),
-    # ------------------------------------------------ known library defects (strict xfails)
+    # ------------------------------------------------ inputs that once got an unclear answer
     Bad(
         "constant beyond float32",
         spec_at({"method": "constant", "val": 1e39})[1],
