@@ -346,9 +346,9 @@ def validate_against_model(exp: Experiment) -> None:
     from initlab.outline import meta_model
 
     model = meta_model(exp.model, allow_custom=True)  # validation checked the permission
+    check_budget(exp, model)  # first: a model too large is refused at once
     for scheme in exp.schemes:
         validate_scheme(scheme, model)
-    check_budget(exp)
 
 
 def run(exp: Experiment, progress: Progress | None = None) -> Results:

@@ -100,11 +100,13 @@ def _flops(module: nn.Module, out: torch.Tensor) -> float:
     return float(out.numel())
 
 
-def estimate(exp: Any) -> Estimate:
-    """Memory and time of `exp` (an initlab Experiment), from a meta-device forward pass."""
+def estimate(exp: Any, model: nn.Module | None = None) -> Estimate:
+    """Memory and time of `exp` (an initlab Experiment), from a meta-device forward pass.
+    `model`: the experiment's model on the meta device, when the caller has built it."""
     from initlab.outline import meta_model
 
-    model = meta_model(exp.model, allow_custom=True)  # the experiment's validation allowed it
+    if model is None:  # the experiment's validation allowed a custom model
+        model = meta_model(exp.model, allow_custom=True)
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     runs = len(exp.seeds) * len(exp.schemes)
     x = meta_input(exp)
@@ -182,9 +184,9 @@ def _shrink_hint(exp: Any, est: Estimate) -> str:
     return f"shrink {batch}" + (f", or the model: {model_part}" if model_part else "")
 
 
-def check_budget(exp: Any) -> Estimate:
+def check_budget(exp: Any, model: nn.Module | None = None) -> Estimate:
     """Raise ValueError, within a second, if `exp` would exceed the memory or time budget."""
-    est = estimate(exp)
+    est = estimate(exp, model)
     budget, source = memory_budget()
     if est.peak_bytes > budget:
         raise ValueError(
