@@ -7,17 +7,6 @@ from typing import Any
 
 import torch
 
-from initlab.layers import parameter_slots
-from initlab.models import MODELS, normalize_model_spec
-
-
-def model_slots(spec: dict[str, Any]) -> dict[str, dict[str, object]]:
-    """`layers.parameter_slots` of the zoo model `spec` (validated first)."""
-    spec = normalize_model_spec(spec)
-    with torch.device("meta"):
-        model = MODELS[spec["name"]].build(spec)
-    return parameter_slots(model)
-
 
 def meta_model(spec: dict[str, Any], allow_custom: bool | None = None) -> torch.nn.Module:
     """The model of a (validated) spec on the meta device: shapes without storage."""

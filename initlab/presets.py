@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from initlab.methods import SCALE_BY_MATCHES, parse_method_spec
+from initlab.methods import SCALE_BY_MATCHES
 from initlab.params import shown
 from initlab.schemes import Scheme
 
@@ -158,7 +158,3 @@ def preset(name: str, activation: str = "relu") -> Scheme:
     entry = PRESETS[name]
     scheme = entry.scheme(activation)
     return Scheme(scheme.name, scheme.rules, name)
-
-
-# parse_method_spec is imported so preset rule dicts are validated by the same code as users'.
-__all__ = ["PRESETS", "Preset", "parse_method_spec", "preset"]

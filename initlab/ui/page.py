@@ -7,6 +7,7 @@ assembled from them is the cache key of the run, and the page's address.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -18,7 +19,7 @@ from initlab.report import build_report
 from initlab.schemes import Scheme, validate_scheme
 from initlab.ui import model_panel, scheme_panel, state
 from initlab.ui.results_panel import results_ui
-from initlab.ui.runner import run_with_progress, slots_cached
+from initlab.ui.runner import meta_model_cached, run_with_progress, slots_cached
 from initlab.ui.urlstate import encode
 
 TITLE = "initlab"
@@ -101,8 +102,9 @@ def main() -> None:
     st.caption(SUBTITLE)
     if "load_error" in st.session_state:
         st.error(st.session_state.pop("load_error"))
-    slots = slots_cached(json.dumps(spec, sort_keys=True))
-    schemes = [s for s in scheme_panel.schemes_ui(slots, check=scheme_checker(spec)) if s]
+    model_json = json.dumps(spec, sort_keys=True)
+    slots = slots_cached(model_json)
+    schemes = [s for s in scheme_panel.schemes_ui(slots, check=scheme_checker(model_json)) if s]
     exp = assemble(model, inputs, options, schemes)
     if exp is None:
         show_last_good()
@@ -110,12 +112,9 @@ def main() -> None:
         show_results(exp)
 
 
-def scheme_checker(spec: dict[str, Any]):
+def scheme_checker(model_json: str) -> Callable[[dict[str, Any]], str | None]:
     """Checks a scheme dict against the model (on the meta device: shapes only, no memory)."""
-    import torch
-
-    with torch.device("meta"):
-        model = MODELS[spec["name"]].build(spec)
+    model = meta_model_cached(model_json)
 
     def check(scheme: dict[str, Any]) -> str | None:
         try:

@@ -16,9 +16,11 @@ from collections import OrderedDict
 
 import pandas as pd
 import streamlit as st
+from torch import nn
 
 from initlab.experiment import Experiment, run
-from initlab.outline import model_slots
+from initlab.layers import parameter_slots
+from initlab.outline import meta_model
 from initlab.schemes import Scheme
 
 Tables = dict[str, pd.DataFrame]
@@ -59,9 +61,16 @@ def store() -> RunStore:
     return RunStore()
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def meta_model_cached(model_json: str) -> nn.Module:
+    """The model on the meta device (shapes only), built once per model spec: the scheme
+    columns read its outline and every scheme is checked against it on each rerun."""
+    return meta_model(json.loads(model_json))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def slots_cached(model_json: str) -> dict:
-    return model_slots(json.loads(model_json))
+    return parameter_slots(meta_model_cached(model_json))
 
 
 def scheme_key(exp: Experiment, scheme: Scheme) -> str:
