@@ -30,7 +30,9 @@ def _class_path(cls: type) -> str:
 
 def _condition(rule: Rule) -> str:
     classes = FAMILIES.get(rule.layers)
-    if classes is None:
+    if classes is None and "." in rule.layers:  # a class's full path, as matches_layers reads it
+        test = f'f"{{type(module).__module__}}.{{type(module).__qualname__}}" == {rule.layers!r}'
+    elif classes is None:
         test = f"type(module).__name__ == {rule.layers!r}"
     else:
         paths = ", ".join(_class_path(c) for c in classes)
@@ -99,9 +101,21 @@ def _spec_lines(spec: MethodSpec, depth: int, index: int, transposed: bool = Fal
     return [pad + line for line in lines]
 
 
+def comment(text: str) -> str:
+    """A `#` comment that stays one comment: anything not printable (a newline, U+2028, a bidi
+    override) is written as its escape, so no text can end the comment and become code."""
+    return "# " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _rule_words(rule: Rule) -> str:
+    """`Linear named '*.c_proj'`: the glob quoted as a literal, never raw."""
+    return rule.layers + (f" named {rule.name!r}" if rule.name is not None else "")
+
+
 def _rule_lines(index: int, rule: Rule, first: bool) -> list[str]:
     keyword = "if" if first else "elif"
-    lines = [f"{INDENT}# rule {index}: {rule.label()}", f"{INDENT}{keyword} {_condition(rule)}:"]
+    head = comment(f"rule {index}: {_rule_words(rule)}")
+    lines = [f"{INDENT}{head}", f"{INDENT}{keyword} {_condition(rule)}:"]
     lines.append(f'{INDENT * 2}if "weight" in pname:')
     lines += _spec_lines(rule.weight, 3, index, transposed=rule.layers in TRANSPOSED)
     lines.append(f'{INDENT * 2}elif "bias" in pname:')
@@ -120,12 +134,13 @@ def _helpers(scheme: Scheme) -> list[str]:
 
 
 def _header(scheme: Scheme) -> list[str]:
-    origin = f" (preset {scheme.preset})" if scheme.preset else ""
-    lines = [f"# Weight initialization scheme {scheme.name!r}{origin}, exported by initlab."]
-    lines.append("# First matching rule wins; parameters no rule matches keep PyTorch's default.")
+    """Comments only; every text from the user in them is a quoted literal (repr)."""
+    origin = f" (preset {scheme.preset})" if scheme.preset else ""  # a key: [a-z0-9_]
+    lines = [comment(f"Weight initialization scheme {scheme.name!r}{origin}, exported by initlab.")]
+    lines.append(comment("First matching rule wins; parameters no rule matches keep the default."))
     for i, rule in enumerate(scheme.rules):
-        lines.append(f"#   rule {i}: {rule.label()}: weight {rule.weight.label()}, "
-                     f"bias {rule.bias.label()}")  # fmt: skip
+        lines.append(comment(f"  rule {i}: {_rule_words(rule)}: weight {rule.weight.label()}, "
+                             f"bias {rule.bias.label()}"))  # fmt: skip
     return lines
 
 

@@ -41,6 +41,48 @@ from initlab.stats import histogram, summarize
 
 Progress = Callable[[float, str], None]
 MAX_FILE_BYTES = 1_000_000  # an experiment is a few KB; anything bigger is not one
+# Name globs over all schemes (each scheme has at most schemes.MAX_RULES rules): every walk of
+# the model tries each module against each rule, so this bounds the matching work.
+MAX_GLOBS = 512
+
+
+class DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object hook: a key given twice is refused (JSON would silently keep the last)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(f"the key {shown(key)} appears twice in one object; "
+                                    "each key may be given once")  # fmt: skip
+        out[key] = value
+    return out
+
+
+def parse_json(text: str, where: str = "experiment") -> Any:
+    """JSON text to plain data, or one ValueError naming `where` and the reason."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply to be an experiment") from None
+    except DuplicateKeyError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    except ValueError as exc:  # e.g. an integer with more than 4300 digits
+        raise ValueError(f"{where}: not an experiment ({exc})") from None
+
+
+def read_bounded(path: Path, cap: int = MAX_FILE_BYTES) -> bytes:
+    """At most cap + 1 bytes from any path: a file, a device (/dev/zero), a pipe or stdin,
+    whose size `stat` cannot tell; more than `cap` is refused with the size named."""
+    with open(path, "rb") as stream:
+        data = stream.read(cap + 1)
+    if len(data) > cap:
+        raise ValueError(f"{path}: larger than {cap // 1000} KB; not an experiment")
+    return data
 
 
 class InputSpec(BaseModel):
@@ -112,6 +154,7 @@ class Experiment(BaseModel):
             for i, s in enumerate(value)
         )
         _unique_names(schemes)
+        _bounded_globs(schemes)
         return schemes
 
     @model_validator(mode="after")
@@ -134,15 +177,20 @@ class Experiment(BaseModel):
             return cls.model_validate(d, context={"allow_custom": allow_custom})
         except ValidationError as exc:
             raise ValueError(format_errors(exc)) from None
+        except RecursionError:
+            raise ValueError("experiment: nested too deeply to be an experiment") from None
+        except (TypeError, KeyError, IndexError, AttributeError) as exc:
+            # Data no validator foresaw must still be an answer, not a traceback.
+            raise ValueError(f"experiment: not a valid experiment ({shown(str(exc))})") from None
 
     @classmethod
     def from_json(cls, source: str | Path, allow_custom: bool | None = None) -> Experiment:
         """Read an experiment from a JSON file path (JSON only: nothing in it is executed)."""
         path = Path(source)
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ValueError(f"{path}: larger than {MAX_FILE_BYTES // 1000} KB; not an experiment")
+        if path.is_dir():
+            raise ValueError(f"{path}: a folder, not an experiment file")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); not an experiment") from (
                 None
@@ -153,15 +201,7 @@ class Experiment(BaseModel):
     def from_text(
         cls, text: str, where: str = "experiment", allow_custom: bool | None = None
     ) -> Experiment:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        except ValueError as exc:  # e.g. an integer with more than 4300 digits
-            raise ValueError(f"{where}: not an experiment ({exc})") from None
-        except RecursionError:
-            raise ValueError(f"{where}: nested too deeply to be an experiment") from None
-        return cls.from_dict(data, allow_custom)
+        return cls.from_dict(parse_json(text, where), allow_custom)
 
     def to_dict(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude={"schemes"})
@@ -199,6 +239,13 @@ def _unique_names(schemes: tuple[Scheme, ...]) -> None:
             raise ValueError(f"schemes.{i}.name: '{scheme.name}' is used twice; "
                              "scheme names must be unique")  # fmt: skip
         seen.add(scheme.name)
+
+
+def _bounded_globs(schemes: tuple[Scheme, ...]) -> None:
+    globs = sum(rule.name is not None for s in schemes for rule in s.rules)
+    if globs > MAX_GLOBS:
+        raise ValueError(f"schemes: at most {MAX_GLOBS} rules with a name glob in one "
+                         f"experiment; got {globs}")  # fmt: skip
 
 
 def _check_input(model: dict[str, Any], spec: InputSpec) -> None:

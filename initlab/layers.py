@@ -58,11 +58,18 @@ def family_of(module: nn.Module) -> str:
 
 
 def matches_layers(module: nn.Module, layers: str) -> bool:
-    """True when `module` is in family `layers` or its class is named exactly `layers`."""
+    """True when `module` is in family `layers` or its class is named exactly `layers`
+    (a dotted `layers` is the class's full path, `package.module.Class`)."""
     classes = FAMILIES.get(layers)
     if classes is not None:
         return isinstance(module, classes)
+    if "." in layers:
+        return class_path(type(module)) == layers
     return type(module).__name__ == layers
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def role_of(module: nn.Module) -> str:

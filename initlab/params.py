@@ -7,6 +7,7 @@ range or a choice is written down exactly once.
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -62,9 +63,26 @@ MAX_MAGNITUDE = 1e30  # beyond this a float32 init overflows; no sane parameter 
 SHOWN_CHARS = 60
 
 
+# reprlib bounds the depth and the items it looks at, so a 5000-deep list is shown as
+# [[[...]]] instead of exhausting the stack, and a 10 MB string costs nothing to show.
+def _bounded_repr() -> reprlib.Repr:
+    r = reprlib.Repr()  # Python 3.11's Repr takes no keyword arguments
+    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset = 3, 4, 4, 4, 4
+    r.maxstring = r.maxlong = r.maxother = SHOWN_CHARS
+    return r
+
+
+_REPR = _bounded_repr()
+
+
 def shown(value: Any) -> str:
     """A value for an error message: strings quoted, anything long cut (never the whole input)."""
-    text = repr(value)  # quotes strings and escapes control characters (no line breaks)
+    if isinstance(value, str):  # the start of a long text is what a reader recognises
+        text = repr(value[: SHOWN_CHARS + 1])  # quoted, control characters escaped
+    elif isinstance(value, int) and value.bit_length() > 4 * SHOWN_CHARS:
+        text = f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    else:
+        text = _REPR.repr(value)
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 

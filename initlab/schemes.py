@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,76 @@ from initlab.params import shown
 PARAMS_COLUMNS = ["param", "layer", "type", "shape", "method", "fan_in", "fan_out", "gain",
                   "expected_std"]  # fmt: skip
 
+# Bounds far above real use (GPT-2's own scheme has 5 rules, a careful one a few dozen): they
+# keep an experiment's matching work (modules × rules per walk) small enough to estimate.
+MAX_RULES = 256  # per scheme
+MAX_GLOB_CHARS = 256
+MAX_NAME_CHARS = 200  # scheme names and layer class names
+# A family or a class name: a Python identifier, optionally dotted (module path + class).
+LAYERS_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+PRESET_PATTERN = re.compile(r"[a-z0-9_]{1,64}")
+
+
+def _has_control(text: str) -> bool:
+    """Control, format and separator characters (newlines, U+2028, bidi overrides, ...): none
+    belongs in a name, and each could end a comment or hide text in exported code."""
+    return any(not (c.isprintable() or c == " ") for c in text)
+
+
+def check_layers(value: Any, where: str) -> str:
+    """A rule's `layers`: a family or a class name (an identifier, optionally dotted)."""
+    text = value.strip() if isinstance(value, str) else None
+    if not text or len(text) > MAX_NAME_CHARS or not LAYERS_PATTERN.fullmatch(text):
+        raise ValueError(
+            f"{where}: must be a layer family ({', '.join(FAMILIES)}) or a class "
+            f"name (a Python identifier, optionally dotted); got {shown(value)}"
+        )
+    return text
+
+
+def check_glob(value: Any, where: str) -> str | None:
+    """A rule's `name`: a glob on the module's qualified name, printable, bounded."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_GLOB_CHARS
+        or _has_control(value)
+    ):
+        raise ValueError(
+            f"{where}: must be a glob on the module name (1 to {MAX_GLOB_CHARS} "
+            f"printable characters, e.g. '*.c_proj'); got {shown(value)}"
+        )
+    return value
+
+
+def check_scheme_name(value: Any, where: str) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    if not text or len(text) > MAX_NAME_CHARS or _has_control(text):
+        raise ValueError(
+            f"{where}: must be a text of 1 to {MAX_NAME_CHARS} printable "
+            f"characters; got {shown(value)}"
+        )
+    return text
+
+
+def check_preset_name(value: Any, where: str) -> str:
+    """A preset key (checked against the registry where experiments are read)."""
+    from initlab.presets import PRESETS
+
+    if not isinstance(value, str) or value not in PRESETS:
+        raise ValueError(
+            f"{where}: unknown preset {shown(value)}; choose one of: {', '.join(PRESETS)}"
+        )
+    return value
+
+
+def compile_glob(glob: str) -> re.Pattern[str]:
+    """fnmatchcase's own translation, compiled once per rule: fnmatch's shared cache is
+    bounded, and an experiment with many globs would otherwise recompile on every match."""
+    return re.compile(fnmatch.translate(glob))
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -34,9 +105,18 @@ class Rule:
     weight: MethodSpec = field(default_factory=MethodSpec)
     bias: MethodSpec = field(default_factory=MethodSpec)
     name: str | None = None
+    pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Checked here too, so a Rule built in a notebook is as safe to export as one read
+        # from a file: its texts end up in generated code and on the page.
+        check_layers(self.layers, "rule.layers")
+        check_glob(self.name, "rule.name")
+        if self.name is not None:
+            object.__setattr__(self, "pattern", compile_glob(self.name))
 
     def matches(self, qualname: str, module: nn.Module) -> bool:
-        if self.name is not None and not fnmatch.fnmatchcase(qualname, self.name):
+        if self.pattern is not None and self.pattern.match(qualname) is None:
             return False
         return matches_layers(module, self.layers)
 
@@ -67,15 +147,11 @@ class Rule:
         if unknown:
             raise ValueError(f"{where}: unknown field {shown(sorted(unknown)[0])}; allowed: "
                              "layers, name, weight, bias")  # fmt: skip
-        layers, name = d.get("layers"), d.get("name")
-        if not isinstance(layers, str) or not layers.strip():
-            raise ValueError(f"{where}.layers: must be a layer family ({', '.join(FAMILIES)}) "
-                             f"or a class name; got {shown(layers)}")  # fmt: skip
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"{where}.name: must be a glob on the module name; got {shown(name)}")
+        layers = check_layers(d.get("layers"), f"{where}.layers")
+        name = check_glob(d.get("name"), f"{where}.name")
         weight = parse_method_spec(d.get("weight"), f"{where}.weight")
         bias = parse_method_spec(d.get("bias"), f"{where}.bias")
-        return cls(layers.strip(), weight, bias, name)
+        return cls(layers, weight, bias, name)
 
 
 @dataclass(frozen=True)
@@ -85,6 +161,15 @@ class Scheme:
     name: str
     rules: tuple[Rule, ...] = ()
     preset: str | None = None  # the preset it came from, if any (informational)
+
+    def __post_init__(self) -> None:
+        check_scheme_name(self.name, "scheme.name")
+        if len(self.rules) > MAX_RULES:
+            raise ValueError(f"scheme.rules: at most {MAX_RULES} rules; got {len(self.rules)}")
+        if self.preset is not None and not (
+            isinstance(self.preset, str) and PRESET_PATTERN.fullmatch(self.preset)
+        ):
+            raise ValueError(f"scheme.preset: must be a preset key; got {shown(self.preset)}")
 
     def rule_for(self, qualname: str, module: nn.Module) -> tuple[int, Rule] | None:
         for index, rule in enumerate(self.rules):
@@ -108,31 +193,26 @@ class Scheme:
         if unknown:
             raise ValueError(f"{where}: unknown field {shown(sorted(unknown)[0])}; allowed: "
                              "name, rules, preset")  # fmt: skip
+        if "preset" in d:  # validated whenever present: it is written into exported code
+            check_preset_name(d["preset"], f"{where}.preset")
         if "rules" not in d and "preset" in d:
             return _from_preset(d, where, activation)
         rules = d.get("rules")
         if not isinstance(rules, list):
             raise ValueError(f"{where}.rules: must be a list of rules (or give a 'preset')")
-        name = _scheme_name(d.get("name", "scheme"), where)
+        if len(rules) > MAX_RULES:
+            raise ValueError(f"{where}.rules: at most {MAX_RULES} rules; got {len(rules)}")
+        name = check_scheme_name(d.get("name", "scheme"), f"{where}.name")
         parsed = tuple(Rule.from_dict(r, f"{where}.rules.{i}") for i, r in enumerate(rules))
         return cls(name, parsed, d.get("preset"))
 
 
-def _scheme_name(name: Any, where: str) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{where}.name: must be a non-empty text; got {shown(name)}")
-    return name.strip()
-
-
 def _from_preset(d: dict[str, Any], where: str, activation: str) -> Scheme:
-    from initlab.presets import PRESETS, preset
+    from initlab.presets import preset
 
     key = d["preset"]
-    if not isinstance(key, str) or key not in PRESETS:
-        raise ValueError(f"{where}.preset: unknown preset {shown(key)}; choose one of: "
-                         f"{', '.join(PRESETS)}")  # fmt: skip
     scheme = preset(key, activation=activation)
-    name = _scheme_name(d.get("name", scheme.name), where)
+    name = check_scheme_name(d.get("name", scheme.name), f"{where}.name")
     return Scheme(name, scheme.rules, key)
 
 
@@ -191,7 +271,12 @@ def targets(model: nn.Module, scheme: Scheme) -> Iterator[Target]:
 
 def validate_scheme(scheme: Scheme, model: nn.Module) -> None:
     """Raise ValueError naming the scheme, rule and parameter if any method can't apply."""
-    for t in targets(model, scheme):
+    check_targets(scheme, list(targets(model, scheme)))
+
+
+def check_targets(scheme: Scheme, found: list[Target]) -> None:
+    """`validate_scheme` on targets already walked (one walk serves checking and applying)."""
+    for t in found:
         shape = tuple(t.tensor.shape)
         problem = t.spec.rank_problem(shape) if t.tensor.numel() else None
         if problem:
@@ -206,10 +291,11 @@ def apply_scheme(
     model: nn.Module, scheme: Scheme, generator: torch.Generator | None = None
 ) -> pd.DataFrame:
     """Initialize `model` in place; return the params table (what each tensor got)."""
-    validate_scheme(scheme, model)
+    found = list(targets(model, scheme))
+    check_targets(scheme, found)
     rows = []
     with torch.no_grad():
-        for t in targets(model, scheme):
+        for t in found:
             _init_one(t, generator)
             rows.append(_param_row(t))
     return pd.DataFrame(rows, columns=PARAMS_COLUMNS)

@@ -724,9 +724,14 @@ CATALOGUE: list[Bad] = [
     Bad("NaN for a depth", json.dumps(with_model("mlp", depth=NAN)), "model.depth"),
     Bad("Infinity for input.std", json.dumps(edit("input.std", INF)), "input.std"),
     Bad(
-        "a repeated key, the last one wrong",
+        "a repeated key",
         '{"model": {"name": "mlp"}, "model": 5, "schemes": [{"preset": "zeros"}]}',
-        "model.name",
+        "experiment: the key 'model' appears twice",
+    ),
+    Bad(
+        "a repeated key deep inside",
+        '{"model": {"name": "mlp", "depth": 2, "depth": 3}, "schemes": [{"preset": "zeros"}]}',
+        "the key 'depth' appears twice",
     ),
     # ------------------------------------------------ files (from_json)
     Bad("an oversized file", b"{" + b" " * MAX_FILE_BYTES + b"}", "{file}: larger than"),
