@@ -1,8 +1,9 @@
 """The model zoo: name -> builder with declared parameters and the input it expects.
 
 Every builder returns a fresh `nn.Module`; `build_model` seeds PyTorch's global generator
-around the construction (and restores it), so a module's own default init is reproducible
-without touching the caller's random state.
+around the construction (and restores it), under one process-wide lock (`initlab.rng`), so a
+module's own default init is reproducible, the same in every thread, and leaves the caller's
+random state alone.
 
 Zoo models use torchvision's and GPT-2's module names (`layer1.0.bn2`, `h.0.attn.c_proj`), so
 a scheme written by name for the zoo also works on those models in the wild. `custom` imports
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from initlab.params import Param, check_params, shown
+from initlab.rng import seeded_global_rng
 
 Spec = dict[str, Any]
 
@@ -494,6 +496,5 @@ def build_model(
     entry = MODELS[spec["name"]]
     if seed is None:
         return entry.build(spec).to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_global_rng(seed):
         return entry.build(spec).to(device)
