@@ -30,10 +30,7 @@ def sidebar() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     with st.sidebar:
         model = model_panel.model_ui()
         inputs = model_panel.input_ui(model)
-        options = model_panel.options_ui()
-    seeds = st.session_state.get("seed_list")
-    if seeds and len(seeds) == len(options["seeds"]):
-        options["seeds"] = seeds  # seeds loaded from a file or the address are kept as they were
+        options = model_panel.options_ui()  # seeds: the list itself, as loaded or typed
     return model, inputs, options
 
 

@@ -15,7 +15,7 @@ import streamlit as st
 
 from initlab.methods import METHODS, parse_method_spec
 from initlab.presets import PRESETS, preset
-from initlab.ui.widgets import param_widget, seed_value
+from initlab.ui.widgets import param_widget, seed_value, typed
 
 MAX_SCHEMES = 4
 SLOTS = ("weight", "bias")
@@ -90,9 +90,15 @@ def preset_editor(name: str, activation: str) -> dict[str, Any]:
 
 
 def _clear_widgets(uid: int) -> None:
-    for key in [k for k in st.session_state if str(k).startswith(f"s{uid}.")]:
-        if key not in (f"s{uid}.name", f"s{uid}.preset"):
-            del st.session_state[key]
+    """Reset a column's rule widgets to its (new) rules: their current values, the ones
+    remembered for families the model lacks now, and the marks of edited families."""
+    keep = (f"s{uid}.name", f"s{uid}.preset")
+    for store in (st.session_state, typed()):
+        for key in [k for k in store if str(k).startswith(f"s{uid}.") and k not in keep]:
+            del store[key]
+    for editor in st.session_state.get("editors", []):
+        if editor["uid"] == uid:
+            editor.pop("edited", None)
 
 
 def _on_preset(index: int) -> None:
@@ -120,12 +126,28 @@ def follow_activation(activation: str) -> None:
         if editor["preset"] not in PRESETS or editor["activation"] == activation:
             continue
         uid = editor["uid"]
-        if st.session_state.get(f"s{uid}.rules", editor["rules"]) != editor["rules"]:
+        if _edited(editor):
             editor["edited_for"] = editor["activation"]
             continue
         editor["rules"] = preset(editor["preset"], activation).to_dict()["rules"]
         editor["activation"] = activation
         _clear_widgets(uid)
+
+
+def _edited(editor: dict[str, Any]) -> bool:
+    """The column's widgets change its rules, now or in a family the model no longer has
+    (its edit is remembered and comes back with the family, so it must not be reset)."""
+    rules = st.session_state.get(f"s{editor['uid']}.rules", editor["rules"])
+    return rules != editor["rules"] or any(editor.get("edited", {}).values())
+
+
+def mark_edited(editor: dict[str, Any], edits: dict[str, dict[str, Any]],
+                slots: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+    """Per family on screen: do its widgets change the rules? Families not on screen keep
+    their mark from when they were."""
+    marks = editor.setdefault("edited", {})
+    for family, edit in edits.items():
+        marks[family] = compose_rules(editor["rules"], {family: edit}, slots) != editor["rules"]
 
 
 def _add() -> None:
@@ -226,6 +248,7 @@ def editor_ui(
         return None
     rules = compose_rules(editor["rules"], edits, slots)
     st.session_state[f"s{uid}.rules"] = rules
+    mark_edited(editor, edits, slots)
     origin = {"preset": editor["preset"]} if editor["preset"] else {}
     scheme = {"name": name, "rules": rules, **origin}
     problem = check(scheme)

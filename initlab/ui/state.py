@@ -9,9 +9,10 @@ import streamlit as st
 from initlab.experiment import Experiment
 from initlab.models import MODELS
 from initlab.presets import PRESETS
-from initlab.ui.model_panel import model_key
+from initlab.ui.model_panel import DEVICE_NOTE, OFFER_AUTO, model_key
 from initlab.ui.scheme_panel import new_editor, preset_editor
 from initlab.ui.urlstate import decode
+from initlab.ui.widgets import forget, format_ints, load_value
 
 DEFAULT_SCHEMES = ("pytorch_default", "kaiming_normal")
 
@@ -21,19 +22,19 @@ def default_editors(activation: str) -> list[dict[str, Any]]:
 
 
 def load_experiment(exp: Experiment) -> None:
-    """Overwrite every widget's state with `exp` (call before widgets are drawn)."""
-    model = exp.model
-    st.session_state["model_name"] = model["name"]
-    for p in MODELS[model["name"]].params:
-        if model.get(p.name) is not None:
-            st.session_state[model_key(model["name"], p.name)] = model[p.name]
+    """Overwrite every widget's state with `exp` (call before widgets are drawn). Every field
+    reaches a widget or a kept value the sidebar shows, so the page runs what it was given."""
+    for editor in st.session_state.get("editors", []):
+        forget(f"s{editor['uid']}.")  # the old columns' widgets and what was typed in them
+    _load_model(exp.model)
     _load_input(exp)
-    st.session_state["n_seeds"] = len(exp.seeds)
-    st.session_state["seed_list"] = list(exp.seeds)
-    st.session_state["backward"] = exp.backward
-    st.session_state["mode"] = exp.mode
-    st.session_state["device"] = "cpu" if exp.device == "auto" else exp.device
-    activation = MODELS[model["name"]].activation(model)
+    load_value("n_seeds", len(exp.seeds))
+    load_value("seed_text", format_ints(exp.seeds))
+    for field in ("backward", "mode", "bins", "device"):
+        load_value(field, getattr(exp, field))
+    st.session_state[OFFER_AUTO] = st.session_state.get(OFFER_AUTO) or exp.device == "auto"
+    st.session_state.pop(DEVICE_NOTE, None)
+    activation = MODELS[exp.model["name"]].activation(exp.model)
     st.session_state["activation"] = activation
     st.session_state["editors"] = [
         new_editor(
@@ -43,13 +44,25 @@ def load_experiment(exp: Experiment) -> None:
     ]
 
 
+def _load_model(model: dict[str, Any]) -> None:
+    name = model["name"]
+    load_value("model_name", name)
+    for p in MODELS[name].params:
+        if p.kind == "ints":  # "" when absent: an earlier list must not linger
+            load_value(model_key(name, p.name), format_ints(model.get(p.name)))
+        elif model.get(p.name) is not None:
+            load_value(model_key(name, p.name), model[p.name])
+
+
 def _load_input(exp: Experiment) -> None:
     spec = exp.input
-    st.session_state["batch_size"] = spec.batch_size
-    if spec.distribution in ("normal", "uniform"):
-        st.session_state["input_distribution"] = spec.distribution
+    load_value("batch_size", spec.batch_size)
+    if spec.distribution != "tokens":  # None is the model's own: normal for number input
+        load_value("input_distribution", spec.distribution or "normal")
     for field in ("mean", "std", "low", "high"):
-        st.session_state[f"input_{field}"] = float(getattr(spec, field))
+        load_value(f"input_{field}", float(getattr(spec, field)))
+    load_value("input_vocab_size", spec.vocab_size)
+    st.session_state["input_shape"] = list(spec.shape) if spec.shape else None
 
 
 def restore_from_url() -> None:
