@@ -62,12 +62,28 @@ def _allow_custom(args: argparse.Namespace) -> bool | None:
     return True if args.allow_custom_models else None
 
 
+def check_out(out: str) -> Path:
+    """`--out` before any work: a folder that exists or can be made, never an existing file
+    (found only after a long run, the error would cost the whole run)."""
+    if not out.strip():
+        raise ValueError("--out: must name a folder for the results; got ''")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out: {out!r} is an existing file; give a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise ValueError(f"--out: {str(existing)!r} is a file, so {out!r} can't be a folder")
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"--out: can't write into {str(existing)!r}")
+    return path
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    out = check_out(args.out)
     exp = Experiment.from_json(args.experiment, allow_custom=_allow_custom(args))
     if args.device:
         exp = exp.model_copy(update={"device": args.device})
     results: Results = run(exp, progress=_progress())
-    out = Path(args.out)
     paths = results.write_csv(out)
     (out / "experiment.json").write_text(exp.to_json() + "\n", encoding="utf-8")
     tables = {"layers": results.layers, "params": results.params, "histograms": results.histograms}
@@ -130,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (ValueError, OSError) as exc:
         print(f"initlab: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_INVALID
+    except RecursionError:  # belt and braces: parsing already answers deep nesting
+        print("initlab: error: the input is nested too deeply", file=sys.stderr)
         return EXIT_INVALID
 
 

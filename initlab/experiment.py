@@ -33,6 +33,7 @@ from pydantic import (
 )
 from torch import nn
 
+from initlab.csvout import write_csv
 from initlab.models import MODELS, normalize_model_spec
 from initlab.params import MAX_MAGNITUDE, shown
 from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, probe
@@ -373,7 +374,7 @@ class Results:
         paths = []
         for name in ("layers", "params", "histograms"):
             path = folder / f"{name}.csv"
-            getattr(self, name).to_csv(path, index=False)
+            write_csv(getattr(self, name), path)
             paths.append(path)
         return paths
 
