@@ -25,8 +25,10 @@ from initlab.guard import (
     available_bytes,
     check_budget,
     estimate,
+    matching_seconds,
     memory_budget,
 )
+from initlab.outline import meta_model
 
 FLOAT = 4  # bytes per float32 value
 KEEP = [{"preset": "kaiming_normal"}]
@@ -63,20 +65,26 @@ def refusal(exp: Experiment) -> tuple[str, float]:
 # ---------------------------------------------------------------- refusing what is too big
 
 
-def test_thousand_layers_of_width_100000_refused_within_a_second():
+def _no_forward(*args, **kwargs):
+    raise AssertionError("the meta forward pass ran: the refusal should come before it")
+
+
+def test_thousand_layers_of_width_100000_refused_before_any_forward_pass(monkeypatch):
+    # How fast that is, is the benchmark's business (a timed test is noise on a shared
+    # machine); what a test can pin is that the refusal needs no forward pass at all.
+    monkeypatch.setattr(initlab.guard, "_meta_calls", _no_forward)
     exp = experiment({"name": "mlp", "depth": 1000, "width": 100_000})
-    message, seconds = refusal(exp)
-    assert seconds < 1.0, f"took {seconds:.2f} s"
+    message, _ = refusal(exp)
     assert "model.width (100000)" in message or "model.depth (1000)" in message, message
     assert message.startswith("experiment too large") and "\n" not in message
 
 
-def test_run_refuses_it_within_a_second_too():
+def test_run_refuses_it_before_building_anything(monkeypatch):
+    monkeypatch.setattr(initlab.guard, "_meta_calls", _no_forward)
+    monkeypatch.setattr(initlab.experiment, "build_initialized", _no_forward)
     exp = experiment({"name": "mlp", "depth": 1000, "width": 100_000})
-    start = time.perf_counter()
     with pytest.raises(ValueError, match="too large"):
         initlab.run(exp)
-    assert time.perf_counter() - start < 1.0
 
 
 def test_a_big_batch_on_a_mid_size_model_names_the_batch(monkeypatch):
@@ -84,10 +92,9 @@ def test_a_big_batch_on_a_mid_size_model_names_the_batch(monkeypatch):
     # 4096-image batch is 4096·128·32·32·4 B = 2 GiB, against 5 MB of parameters.
     monkeypatch.setenv(MEMORY_ENV, "2000")
     exp = experiment({"name": "cnn", "depth": 8, "channels": 128, "image_size": 32}, 4096)
-    message, seconds = refusal(exp)
+    message, _ = refusal(exp)
     assert "shrink input.batch_size (4096)" in message, message
     assert "2000 MB" in message or "2.0 GB" in message or MEMORY_ENV in message
-    assert seconds < 1.0, f"took {seconds:.2f} s"
 
 
 def test_memory_budget_environment_variable_lowers_the_budget(monkeypatch):
@@ -145,19 +152,23 @@ def test_estimate_matches_leaf_outputs_counted_by_hand(model, leaf_widths, param
 
 
 def test_estimate_counts_every_seed_and_scheme():
-    one = estimate(experiment({"name": "mlp", "depth": 3, "width": 16}))
-    many = estimate(
-        Experiment.from_dict(
-            {
-                "model": {"name": "mlp", "depth": 3, "width": 16},
-                "input": {"batch_size": 8},
-                "seeds": [0, 1, 2],
-                "schemes": [{"preset": "zeros"}, {"preset": "kaiming_normal"}],
-            }
-        )
+    one_exp = experiment({"name": "mlp", "depth": 3, "width": 16})
+    many_exp = Experiment.from_dict(
+        {
+            "model": {"name": "mlp", "depth": 3, "width": 16},
+            "input": {"batch_size": 8},
+            "seeds": [0, 1, 2],
+            "schemes": [{"preset": "zeros"}, {"preset": "kaiming_normal"}],
+        }
     )
+    one, many = estimate(one_exp), estimate(many_exp)
+    model = meta_model(one_exp.model)
     assert many.runs == 6
-    assert many.seconds == pytest.approx(6 * one.seconds)
+    # Probing scales with the runs; rule matching with the rules and seeds (counted apart).
+    probing = [
+        e.seconds - matching_seconds(x, model) for e, x in ((one, one_exp), (many, many_exp))
+    ]
+    assert probing[1] == pytest.approx(6 * probing[0])
     assert many.peak_bytes == one.peak_bytes  # one run at a time
 
 
@@ -206,8 +217,8 @@ def test_a_huge_input_is_refused_without_drawing_it(monkeypatch):
 
     monkeypatch.setattr(experiment_module, "make_input", make_input)
     exp = experiment({"name": "cnn", "image_size": 1024}, 65_536)
-    message, seconds = refusal(exp)
-    assert "input.batch_size" in message and seconds < 1.0
+    message, _ = refusal(exp)
+    assert "input.batch_size" in message
     assert drawn == [], "the guard drew the input it was meant to judge"
 
 
