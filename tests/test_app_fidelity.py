@@ -9,6 +9,7 @@ the run with an error. One test runs the probe for real and reads the page's add
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
+import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as hs
 from streamlit.testing.v1 import AppTest
@@ -188,6 +190,28 @@ def test_numbers_of_the_unused_distribution_are_kept() -> None:
         assert ran(record) == normal_form(d)
         rerun(at.radio(key="input_distribution").set_value("uniform"))
     assert (ran(record)["input"]["low"], ran(record)["input"]["high"]) == (-3.0, 5.0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_cuda_experiment_on_a_cpu_machine_says_it_runs_on_cpu() -> None:
+    with recording() as record:
+        at = start(experiment(device="cuda"))
+    assert ran(record)["device"] == "cpu"
+    assert any("asked for device cuda" in c.value for c in at.caption)
+
+
+def test_an_upload_replaces_what_was_typed_before() -> None:
+    """Values typed earlier (a widths list, seeds, bins) must not linger into a loaded file.
+    The uploader sits with the results, so this one probes for real (tiny sizes)."""
+    d = experiment(model={**TINY_MLP, "depth": 3}, seeds=[4], bins=32)
+    at = start(experiment())
+    rerun(at.text_input(key="model.mlp.widths").set_value("4, 4, 4"))
+    rerun(at.text_input(key="seed_text").set_value("1, 2"))
+    rerun(at.number_input(key="bins").set_value(100))
+    assert decode(at.query_params["experiment"])["model"]["widths"] == [4, 4, 4]
+    upload = at.get("file_uploader")[0]
+    rerun(upload.set_value(("mine.json", json.dumps(d).encode(), "application/json")))
+    assert decode(at.query_params["experiment"]) == normal_form(d)
 
 
 # ---------------------------------------------------------------- switching away and back

@@ -15,7 +15,7 @@ import streamlit as st
 
 from initlab.methods import METHODS, parse_method_spec
 from initlab.presets import PRESETS, preset
-from initlab.ui.widgets import param_widget, seed_value, typed
+from initlab.ui.widgets import forget, param_widget, seed_value, typed
 
 MAX_SCHEMES = 4
 SLOTS = ("weight", "bias")
@@ -158,7 +158,8 @@ def _add() -> None:
 
 
 def _remove(index: int) -> None:
-    st.session_state["editors"].pop(index)
+    editor = st.session_state["editors"].pop(index)
+    forget(f"s{editor['uid']}.")  # what was typed in it can never be shown again
 
 
 def _duplicate(index: int) -> None:
