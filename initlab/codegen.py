@@ -29,14 +29,20 @@ def _class_path(cls: type) -> str:
 
 
 def _condition(rule: Rule) -> str:
+    """The rule's test in Python: isinstance for families and torch.nn classes; for other
+    class names, a look through the class's bases, which is what isinstance means by name."""
     classes = FAMILIES.get(rule.layers)
-    if classes is None and "." in rule.layers:  # a class's full path, as matches_layers reads it
-        test = f'f"{{type(module).__module__}}.{{type(module).__qualname__}}" == {rule.layers!r}'
-    elif classes is None:
-        test = f"type(module).__name__ == {rule.layers!r}"
-    else:
+    torch_class = getattr(nn, rule.layers, None)
+    if classes is None and isinstance(torch_class, type) and issubclass(torch_class, nn.Module):
+        classes = (torch_class,)
+    if classes is not None:
         paths = ", ".join(_class_path(c) for c in classes)
         test = f"isinstance(module, ({paths}{',' if len(classes) == 1 else ''}))"
+    elif "." in rule.layers:
+        test = (f'any(f"{{c.__module__}}.{{c.__qualname__}}" == {rule.layers!r} '
+                "for c in type(module).__mro__)")  # fmt: skip
+    else:
+        test = f"any(c.__name__ == {rule.layers!r} for c in type(module).__mro__)"
     if rule.name is not None:
         test += f" and fnmatch.fnmatchcase(name, {rule.name!r})"
     return test

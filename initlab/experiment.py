@@ -126,6 +126,7 @@ class Experiment(BaseModel):
     backward: StrictBool = True
     schemes: tuple[Scheme, ...] = Field(min_length=1, max_length=8)
     mode: Literal["train", "eval"] = "train"  # train: BatchNorm uses batch statistics
+    dropout: StrictBool = False  # off: dropout is the identity in the probe, whatever the mode
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     bins: StrictInt = Field(64, ge=4, le=512)
 
@@ -434,7 +435,7 @@ def _run_one(exp: Experiment, scheme: Scheme, seed: int, x: torch.Tensor,
     measured = _param_stats(model)
     try:
         result = probe(model, x, exp.backward, generator(seed, "cotangent"), exp.bins,
-                       train=exp.mode == "train")  # fmt: skip
+                       train=exp.mode == "train", dropout=exp.dropout)  # fmt: skip
     except ProbeError as exc:  # the model breaks on this input: say which input it was
         raise ProbeError(f"input: the model fails on {_input_words(exp, x)}: {exc}") from exc
     params = params.assign(

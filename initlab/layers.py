@@ -58,14 +58,19 @@ def family_of(module: nn.Module) -> str:
 
 
 def matches_layers(module: nn.Module, layers: str) -> bool:
-    """True when `module` is in family `layers` or its class is named exactly `layers`
-    (a dotted `layers` is the class's full path, `package.module.Class`)."""
+    """True when `module` is in family `layers`, or is an instance of a class named `layers`
+    (a subclass counts, as with `isinstance`: the recipe's `isinstance(m, nn.Conv2d)` also
+    initializes subclasses of Conv2d). A dotted `layers` is the class's full path,
+    `package.module.Class`."""
     classes = FAMILIES.get(layers)
     if classes is not None:
         return isinstance(module, classes)
-    if "." in layers:
-        return class_path(type(module)) == layers
-    return type(module).__name__ == layers
+    name = class_path if "." in layers else _class_name
+    return any(name(cls) == layers for cls in type(module).__mro__)
+
+
+def _class_name(cls: type) -> str:
+    return cls.__name__
 
 
 def class_path(cls: type) -> str:

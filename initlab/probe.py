@@ -1,15 +1,26 @@
-"""The probe: one forward (and backward) pass with hooks that reduce every leaf-module call's
-output and gradient to statistics the moment they appear.
+"""The probe: one forward (and backward) pass with hooks that reduce every observed output and
+its gradient to statistics the moment they appear.
 
-A "leaf call" is a module call during which no other module was called: plain leaves
-(Linear, ReLU), and also modules that compute with their children's weights without calling
-them (MultiheadAttention). Works on any `nn.Module`; hooks are removed, train/eval mode,
-buffers (BatchNorm running stats) and `.grad` are restored even when the forward raises.
+Observed are:
+- every leaf call: a module call during which no other module was called — plain leaves
+  (Linear, ReLU), and modules that compute with their children's weights without calling them
+  (MultiheadAttention);
+- functional activations called from a module's `forward` (`F.relu(self.conv1(x))`), role
+  `activation`, named after the layer whose output they take (`conv1.relu`), else after the
+  module that called them (see `initlab.functional`);
+- blocks, role `block`: a child of a `Sequential` or `ModuleList` that has children of its own
+  and returns the shape it was given — a transformer block `h.N`, a ResNet BasicBlock that does
+  not downsample. Its output is the residual stream at that depth.
+
+Dropout is the identity during the probe unless asked for (its noise is not initialization).
+Works on any `nn.Module`; hooks are removed, train/eval mode, buffers (BatchNorm running stats)
+and `.grad` are restored even when the forward raises.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,11 +30,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from initlab.functional import Observer
 from initlab.layers import role_of, saturation_bounds
 from initlab.stats import BINS, histogram, summarize
+from initlab.units import dead_fraction, unit_dim
 
 LAYER_COLUMNS = ["order", "layer", "type", "role", "act_mean", "act_var", "act_std", "frac_zero",
-                 "frac_saturated", "nonfinite", "grad_var"]  # fmt: skip
+                 "frac_dead", "frac_saturated", "nonfinite", "grad_var"]  # fmt: skip
 HIST_COLUMNS = ["kind", "name", "bin_left", "bin_right", "count"]
 
 
@@ -61,39 +74,96 @@ def first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What a row is about: its name, type, role, the module that produced it (for the unit
+    layout), and the saturation bounds of a bounded activation."""
+
+    name: str
+    type: str
+    role: str
+    module: nn.Module | None
+    bounds: tuple[float, float] | None
+
+
 class _Recorder:
     """Hook callbacks: a call stack to tell leaf calls from containers, and the rows."""
 
-    def __init__(self, names: dict[int, str], backward: bool, bins: int) -> None:
-        self.names, self.backward, self.bins = names, backward, bins
-        self.stack: list[list[Any]] = []  # [module, a child was called]
+    def __init__(self, model: nn.Module, backward: bool, bins: int) -> None:
+        self.names = {id(m): name for name, m in model.named_modules()}
+        self.leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
+        self.blocks = block_ids(model)
+        self.backward, self.bins = backward, bins
+        self.stack: list[list[Any]] = []  # [module, a child was called, input shape]
         self.rows: list[dict[str, Any]] = []
         self.hists: list[tuple[str, str, list[float], list[float]]] = []
         self.calls: dict[str, int] = {}
+        # id(output) -> (row index, weak reference): who produced a tensor, to name the
+        # functional activation that takes it and to find a broadcast operand's row.
+        self.produced: dict[int, tuple[int, weakref.ref]] = {}
+        self.copies: dict[int, int] = {}  # row index -> how many copies a broadcast made
 
     def pre(self, module: nn.Module, args: Any) -> None:
         if self.stack:
             self.stack[-1][1] = True
-        self.stack.append([module, False])
+        x = first_tensor(args)
+        self.stack.append([module, False, None if x is None else tuple(x.shape)])
 
     def post(self, module: nn.Module, args: Any, output: Any) -> None:
-        _, had_child = self.stack.pop()
-        tensor = None if had_child else first_tensor(output)
-        if tensor is not None:
-            self._record(module, tensor)
+        _, had_child, in_shape = self.stack.pop()
+        tensor = first_tensor(output)
+        if tensor is None:
+            return
+        name = self.names.get(id(module)) or type(module).__name__
+        if not had_child:
+            seen = Observed(name, type(module).__name__, role_of(module), module,
+                            saturation_bounds(module))  # fmt: skip
+            self._record(seen, tensor)
+        elif id(module) in self.blocks and tuple(tensor.shape) == in_shape:
+            self._record(Observed(name, type(module).__name__, "block", module, None), tensor)
+
+    def in_leaf(self) -> bool:
+        return bool(self.stack) and id(self.stack[-1][0]) in self.leaves
+
+    def on_activation(self, fname: str, bounds: Any, out: torch.Tensor, first: Any) -> None:
+        """A functional activation: named after its input's producer, else its caller."""
+        source = self._row_of(first)
+        base = self.rows[source]["layer"] if source is not None else self._caller()
+        module = self.rows[source]["_module"] if source is not None else None
+        self._record(Observed(f"{base}.{fname}" if base else fname, fname, "activation",
+                              module, bounds), out)  # fmt: skip
+
+    def on_broadcast(self, operand: torch.Tensor, copies: int) -> None:
+        index = self._row_of(operand)
+        if index is not None:
+            self.copies[index] = max(self.copies.get(index, 1), copies)
+
+    def _caller(self) -> str:
+        return self.names.get(id(self.stack[-1][0]), "") if self.stack else ""
+
+    def _row_of(self, tensor: Any) -> int | None:
+        found = self.produced.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
+        return found[0] if found is not None and found[1]() is tensor else None
 
     @torch.no_grad()  # statistics are not part of the graph; skip autograd's bookkeeping
-    def _record(self, module: nn.Module, tensor: torch.Tensor) -> None:
-        index, name = len(self.rows), self.names.get(id(module)) or type(module).__name__
-        s = summarize(tensor, saturation_bounds(module))
+    def _record(self, seen: Observed, tensor: torch.Tensor) -> None:
+        with torch._C.DisableTorchFunction():  # the statistics' own ops are not the model's
+            self._summarize(seen, tensor)
+
+    def _summarize(self, seen: Observed, tensor: torch.Tensor) -> None:
+        index = len(self.rows)
+        s = summarize(tensor, seen.bounds)
+        dead = dead_fraction(tensor, unit_dim(seen.module, tensor)) if s.frac_zero else 0.0
         self.rows.append({
-            "order": index, "layer": name, "type": type(module).__name__, "role": role_of(module),
+            "order": index, "layer": seen.name, "type": seen.type, "role": seen.role,
             "act_mean": s.mean, "act_var": s.var, "act_std": s.std, "frac_zero": s.frac_zero,
-            "frac_saturated": s.frac_saturated, "nonfinite": s.nonfinite, "grad_var": float("nan"),
+            "frac_dead": dead, "frac_saturated": s.frac_saturated, "nonfinite": s.nonfinite,
+            "grad_var": float("nan"), "_module": seen.module,
         })  # fmt: skip
-        # A module called again gets "name#2", ... so each call's histogram stays separate.
-        calls = self.calls[name] = self.calls.get(name, 0) + 1
-        label = name if calls == 1 else f"{name}#{calls}"
+        self.produced[id(tensor)] = (index, weakref.ref(tensor))
+        # A name observed again gets "name#2", ... so each call's histogram stays separate.
+        calls = self.calls[seen.name] = self.calls.get(seen.name, 0) + 1
+        label = seen.name if calls == 1 else f"{seen.name}#{calls}"
         self.hists.append(("activation", label, *histogram(tensor, self.bins, s)))
         if self.backward and tensor.requires_grad:
             tensor.register_hook(lambda grad, i=index, n=label: self._on_grad(i, n, grad))
@@ -101,8 +171,17 @@ class _Recorder:
     @torch.no_grad()
     def _on_grad(self, index: int, name: str, grad: torch.Tensor) -> None:
         s = summarize(grad)
-        self.rows[index]["grad_var"] = s.var
+        # A broadcast output's gradient is the sum over its copies (a position embedding's
+        # over the batch); one copy's gradient has 1/copies of that variance.
+        self.rows[index]["grad_var"] = s.var / self.copies.get(index, 1)
         self.hists.append(("gradient", name, *histogram(grad, self.bins, s)))
+
+    def broadcast_modules(self) -> dict[str, int]:
+        """Module name -> copies, for the modules whose output was broadcast."""
+        return {self.rows[i]["layer"]: c for i, c in self.copies.items()}
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=LAYER_COLUMNS)
 
     def histograms(self) -> pd.DataFrame:
         rows = [
@@ -112,6 +191,16 @@ class _Recorder:
             for i, count in enumerate(counts)
         ]  # fmt: skip
         return pd.DataFrame(rows, columns=HIST_COLUMNS)
+
+
+def block_ids(model: nn.Module) -> set[int]:
+    """Children of a Sequential or ModuleList that have children of their own: the candidate
+    blocks (each is a block when it returns the shape it was given)."""
+    found = set()
+    for module in model.modules():
+        if isinstance(module, nn.Sequential | nn.ModuleList):
+            found |= {id(c) for c in module.children() if next(c.children(), None) is not None}
+    return found
 
 
 @contextmanager
@@ -182,25 +271,32 @@ def probe(
     generator: torch.Generator | None = None,
     bins: int = BINS,
     train: bool = True,
+    dropout: bool = False,
 ) -> ProbeResult:
     """Run `model` on `inputs` (a tensor, a tuple of positional tensors, or a dict of keyword
-    tensors) and measure every leaf call; with `backward`, also the gradients."""
-    names = {id(m): name for name, m in model.named_modules()}
-    recorder = _Recorder(names, backward, bins)
-    grad_var: dict[str, float] = {}
+    tensors) and measure every leaf call, functional activation and block; with `backward`,
+    also the gradients. `train` is the modules' mode (BatchNorm's batch statistics);
+    `dropout` False makes dropout the identity, whatever the mode."""
+    recorder = _Recorder(model, backward, bins)
+    observer = Observer(recorder.in_leaf, recorder.on_activation, recorder.on_broadcast, dropout)
     with preserved(model, train):
         with hooked(model, recorder), torch.set_grad_enabled(backward):
-            output = _call(model, inputs)
+            with observer:  # the forward pass only: backward calls no torch functions of ours
+                output = _call(model, inputs)
             if backward:
                 _backward(output, generator)
         del output  # nothing of the pass outlives the statistics
-        grad_var = _param_grad_var(model) if backward else {}
-    layers = pd.DataFrame(recorder.rows, columns=LAYER_COLUMNS)
-    return ProbeResult(layers, recorder.histograms(), grad_var)
+        grad_var = _param_grad_var(model, recorder.broadcast_modules()) if backward else {}
+    return ProbeResult(recorder.table(), recorder.histograms(), grad_var)
 
 
-def _param_grad_var(model: nn.Module) -> dict[str, float]:
-    return {
-        name: summarize(p.grad).var if p.grad is not None else float("nan")
-        for name, p in model.named_parameters()
-    }
+def _param_grad_var(model: nn.Module, copies: dict[str, int]) -> dict[str, float]:
+    """Each parameter's gradient variance; a module whose output was broadcast (a position
+    embedding added to every sample) has it per copy, comparable with unbroadcast ones."""
+    out = {}
+    for module_name, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            var = summarize(p.grad).var if p.grad is not None else float("nan")
+            full = f"{module_name}.{pname}" if module_name else pname
+            out.setdefault(full, var / copies.get(module_name, 1))
+    return out

@@ -42,20 +42,23 @@ def cnn_calls(spec: dict[str, Any]) -> int:
 def resnet_calls(spec: dict[str, Any]) -> int:
     # stem conv1/bn1/relu; per block conv1 bn1 relu conv2 bn2 relu, + downsample conv/bn
     # in the first block of every stage after the first (width doubles, stride 2); avgpool, fc.
+    # Every block that keeps its shape (all but each later stage's first) is a block row too.
     blocks = spec["stages"] * spec["blocks"]
-    return 3 + 6 * blocks + 2 * (spec["stages"] - 1) + 2
+    return 3 + 6 * blocks + 2 * (spec["stages"] - 1) + 2 + blocks - (spec["stages"] - 1)
 
 
 def transformer_calls(spec: dict[str, Any]) -> int:
-    # wte, wpe; per block ln_1, c_attn, c_proj, ln_2, c_fc, gelu, c_proj; ln_f, lm_head.
-    return 2 + 7 * spec["n_layers"] + 2
+    # wte, wpe; per block ln_1, c_attn, c_proj, ln_2, c_fc, gelu, c_proj and the block's own
+    # output (the residual stream); ln_f, lm_head.
+    return 2 + 8 * spec["n_layers"] + 2
 
 
 CASES = [
     ({"name": "mlp", "bias": True, "depth": 3, "width": 16}, mlp_calls),
     ({"name": "mlp", "bias": True, "depth": 2, "width": 8, "norm": "layernorm",
       "activation": "tanh"}, mlp_calls),
-    ({"name": "lenet"}, lambda s: 7),  # conv1 pool conv2 pool fc1 fc2 fc3 (relu is functional)
+    # conv1 conv1.relu pool conv2 conv2.relu pool fc1 fc1.relu fc2 fc2.relu fc3 (F.relu)
+    ({"name": "lenet"}, lambda s: 11),
     ({"name": "cnn", "depth": 3, "channels": 4, "image_size": 8}, cnn_calls),
     ({"name": "cnn", "depth": 2, "channels": 4, "image_size": 8, "batchnorm": True}, cnn_calls),
     ({"name": "resnet", "stages": 1, "blocks": 2, "width": 4, "image_size": 8}, resnet_calls),
@@ -261,7 +264,7 @@ def test_custom_language_model_with_dataclass_output_runs_on_token_input(testzoo
     x = make_input(exp, 0)
     assert x.dtype == torch.int64 and x.min() >= 0 and x.max() < 100
     res = run(exp)
-    assert len(res.layers) == 2 + 7 * n_layer + 2
+    assert len(res.layers) == 2 + 8 * n_layer + 2  # leaf calls and one block row per block
     assert res.layers["layer"].iloc[-1] == "lm_head"
     assert res.layers["grad_var"].notna().all()
 

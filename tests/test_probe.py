@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from initlab import ProbeError, build_model, probe
@@ -28,25 +29,50 @@ def randn(*shape: int, seed: int = 0, std: float = 1.0) -> torch.Tensor:
 # ---------------------------------------------------------------- the oracle
 
 
-def oracle(model: nn.Module, x: torch.Tensor, seed: int = SEED):
-    """Store every leaf-module output and its gradient; reduce afterwards in float64."""
+def oracle(model: nn.Module, x: torch.Tensor, seed: int = SEED, blocks: tuple[str, ...] = ()):
+    """Store every leaf-module output, every functional F.relu output outside leaf modules
+    (named after its input's producer), and the outputs of the named blocks, with their
+    gradients; reduce afterwards in float64."""
     names = {id(m): n for n, m in model.named_modules()}
     outputs: list[tuple[str, str, torch.Tensor]] = []
     grads: dict[int, torch.Tensor] = {}
+    producer: dict[int, str] = {}
+    inside = [0]  # leaf modules running: an nn.ReLU's own F.relu is its row, not another
 
-    def hook(module, args, out):
-        t = out[0] if isinstance(out, tuple) else out
+    def store(name: str, kind: str, t: torch.Tensor) -> None:
         index = len(outputs)
-        outputs.append((names[id(module)], type(module).__name__, t.detach().clone()))
+        outputs.append((name, kind, t.detach().clone()))
+        producer[id(t)] = name
         if t.requires_grad:
             t.register_hook(lambda g, i=index: grads.__setitem__(i, g.detach().clone()))
 
+    def pre(module, args):
+        inside[0] += 1
+
+    def hook(module, args, out):
+        inside[0] -= 1
+        store(names[id(module)], type(module).__name__, out[0] if isinstance(out, tuple) else out)
+
+    real_relu = F.relu
+
+    def relu(input, inplace=False):
+        out = real_relu(input, inplace)
+        if not inside[0]:
+            store(f"{producer[id(input)]}.relu", "relu", out)
+        return out
+
     leaves = [m for m in model.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
+    handles = [m.register_forward_pre_hook(pre) for m in leaves]
+    handles += [m.register_forward_hook(hook) for m in leaves]
+    by_name = dict(model.named_modules())
+    block_hook = lambda m, a, out: store(names[id(m)], type(m).__name__, out)  # noqa: E731
+    handles += [by_name[b].register_forward_hook(block_hook) for b in blocks]
     model.train(True)
+    F.relu = relu
     try:
         out = model(x)
     finally:
+        F.relu = real_relu
         for h in handles:
             h.remove()
     cotangent = torch.randn(out.shape, generator=gen(seed))
@@ -59,6 +85,7 @@ def oracle(model: nn.Module, x: torch.Tensor, seed: int = SEED):
         rows.append({
             "layer": name, "type": kind, "act_mean": a.mean(), "act_var": a.var(ddof=0),
             "act_std": a.std(ddof=0), "frac_zero": float(np.mean(a == 0)),
+            "frac_dead": dead_units(a),
             "grad_var": g.var(ddof=0) if g is not None else math.nan,
         })  # fmt: skip
     param_vars = {n: p.grad.numpy().astype(np.float64).var() for n, p in model.named_parameters()}
@@ -66,8 +93,18 @@ def oracle(model: nn.Module, x: torch.Tensor, seed: int = SEED):
     return pd.DataFrame(rows), param_vars
 
 
-def assert_matches_oracle(model: nn.Module, x: torch.Tensor, expected_rows: int):
-    want, want_params = oracle(model, x)
+def dead_units(a: np.ndarray) -> float:
+    """Units: dim 1 of (N, C, ...) and of (N, F); the last dim of (N, T, D) token outputs."""
+    if a.ndim < 2:
+        return math.nan
+    units = np.moveaxis(a, 2 if a.ndim == 3 else 1, 0).reshape(a.shape[2 if a.ndim == 3 else 1], -1)
+    return float(np.mean(np.all(units == 0, axis=1)))
+
+
+def assert_matches_oracle(
+    model: nn.Module, x: torch.Tensor, expected_rows: int, blocks: tuple[str, ...] = ()
+):
+    want, want_params = oracle(model, x, blocks=blocks)
     got = probe(model, x, backward=True, generator=gen())
     layers = got.layers
     assert len(layers) == len(want) == expected_rows
@@ -81,6 +118,7 @@ def assert_matches_oracle(model: nn.Module, x: torch.Tensor, expected_rows: int)
         layers["act_mean"], want["act_mean"], rtol=1e-4, atol=1e-5 * want["act_std"].max()
     )
     np.testing.assert_allclose(layers["frac_zero"], want["frac_zero"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(layers["frac_dead"], want["frac_dead"], rtol=0, atol=1e-12)
     assert set(got.param_grad_var) == set(want_params)
     for name, var in want_params.items():
         assert got.param_grad_var[name] == pytest.approx(var, rel=1e-4), name
@@ -114,11 +152,14 @@ def test_probe_matches_oracle_on_mlp_with_layernorm_and_tanh():
 
 def test_probe_matches_oracle_on_lenet_one_row_per_call():
     model = build_model({"name": "lenet"}, seed=0)
-    got = assert_matches_oracle(model, randn(8, 3, 32, 32), expected_rows=7)
+    got = assert_matches_oracle(model, randn(8, 3, 32, 32), expected_rows=11)
     layers = got.layers
-    assert list(layers["layer"]) == ["conv1", "pool", "conv2", "pool", "fc1", "fc2", "fc3"]
-    assert list(layers["type"]) == ["Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d"] + ["Linear"] * 3
-    assert list(layers["order"]) == list(range(7))
+    assert list(layers["layer"]) == ["conv1", "conv1.relu", "pool", "conv2", "conv2.relu", "pool",
+                                     "fc1", "fc1.relu", "fc2", "fc2.relu", "fc3"]  # fmt: skip
+    assert list(layers["type"]) == ["Conv2d", "relu", "MaxPool2d", "Conv2d", "relu", "MaxPool2d",
+                                    "Linear", "relu", "Linear", "relu", "Linear"]  # fmt: skip
+    assert list(layers[layers["type"] == "relu"]["role"]) == ["activation"] * 4
+    assert list(layers["order"]) == list(range(11))
     # the final output's gradient is the standard-normal cotangent itself
     cot = torch.randn(8, 10, generator=gen())
     assert layers["grad_var"].iloc[-1] == pytest.approx(float(cot.var(unbiased=False)), rel=1e-5)
@@ -129,7 +170,7 @@ def test_probe_layer_columns():
     got = probe(model, randn(8, 4), generator=gen())
     assert list(got.layers.columns) == [
         "order", "layer", "type", "role", "act_mean", "act_var", "act_std", "frac_zero",
-        "frac_saturated", "nonfinite", "grad_var",
+        "frac_dead", "frac_saturated", "nonfinite", "grad_var",
     ]  # fmt: skip
     assert list(got.histograms.columns) == ["kind", "name", "bin_left", "bin_right", "count"]
 
@@ -283,7 +324,8 @@ def test_forward_failure_names_the_layer_and_cleans_up():
     assert model.block.fc1.bias.grad is None
     # the model works again once fixed, with no stale hook rows
     model.block.fc2 = nn.Linear(8, 8)
-    assert len(probe(model, randn(4, 8), generator=gen()).layers) == 6
+    rows = probe(model, randn(4, 8), generator=gen()).layers
+    assert list(rows["role"]) == ["weight", "activation"] * 3 + ["block"]  # the inner Sequential
 
 
 def test_train_mode_restored_from_eval():
