@@ -291,12 +291,11 @@ def probe(
 
 
 def _param_grad_var(model: nn.Module, copies: dict[str, int]) -> dict[str, float]:
-    """Each parameter's gradient variance; a module whose output was broadcast (a position
-    embedding added to every sample) has it per copy, comparable with unbroadcast ones."""
+    """Each parameter's gradient variance, under its `named_parameters` name (a tied one once);
+    a module whose output was broadcast (a position embedding added to every sample) has it
+    per copy, comparable with unbroadcast ones."""
     out = {}
-    for module_name, module in model.named_modules():
-        for pname, p in module.named_parameters(recurse=False):
-            var = summarize(p.grad).var if p.grad is not None else float("nan")
-            full = f"{module_name}.{pname}" if module_name else pname
-            out.setdefault(full, var / copies.get(module_name, 1))
+    for name, p in model.named_parameters():
+        var = summarize(p.grad).var if p.grad is not None else float("nan")
+        out[name] = var / copies.get(name.rpartition(".")[0], 1)
     return out

@@ -102,9 +102,19 @@ def dead_units(a: np.ndarray) -> float:
 
 
 def assert_matches_oracle(
-    model: nn.Module, x: torch.Tensor, expected_rows: int, blocks: tuple[str, ...] = ()
+    model: nn.Module,
+    x: torch.Tensor,
+    expected_rows: int,
+    blocks: tuple[str, ...] = (),
+    copies: dict[str, int] | None = None,
 ):
+    """`copies`: layers whose output is broadcast that many times (the probe reports their
+    gradient per copy: the oracle's summed one over the copies)."""
     want, want_params = oracle(model, x, blocks=blocks)
+    for layer, n in (copies or {}).items():
+        want.loc[want["layer"] == layer, "grad_var"] /= n
+        for name in [p for p in want_params if p.startswith(layer + ".")]:
+            want_params[name] /= n
     got = probe(model, x, backward=True, generator=gen())
     layers = got.layers
     assert len(layers) == len(want) == expected_rows
