@@ -2,6 +2,11 @@
 
 Pure pandas/numpy (no torch, no plotly, no streamlit) so the app, the CLI report and notebooks
 all share one judgement of what a scheme did to the network.
+
+Judgements are relative: activation variance against the input's (layer 1's for token ids,
+whose variance means nothing), gradient variance against the output's (the probe's cotangent
+is standard normal). Verdicts average the variance over seeds before fitting a trend, give the
+seeds' spread, and call a trend only when it stands out of that spread.
 """
 
 from __future__ import annotations
@@ -9,20 +14,43 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# Thresholds on the median (over seeds) activation variance of one layer's output. The input is
-# usually unit-variance, so these are "the signal is gone" / "float32 is running out of room".
+# Thresholds on the median (over seeds) variance of one layer's output, relative to the input's.
 VANISHING_VAR = 1e-6
 EXPLODING_VAR = 1e6
-# More than 90% exact zeros: the layer passes (almost) nothing on, e.g. ReLUs fed negative inputs.
-DEAD_FRAC_ZERO = 0.9
+# The same for gradients, relative to the output gradient's variance (1).
+VANISHING_GRAD = 1e-6
+EXPLODING_GRAD = 1e6
+# More than half of a layer's units zero for every sample: the layer passes little on.
+DEAD_UNITS = 0.5
 # A fitted per-layer variance factor within [1/1.05, 1.05] counts as "flat".
 FLAT_FACTOR = 1.05
+SATURATED_SHARE = 0.3  # say so when at least this share of bounded outputs sits at a bound
+# Two-sided 95% Student t quantiles by degrees of freedom: a trend must stand out of the
+# seeds' spread by this many standard errors (two seeds: 12.7, i.e. only a clear one).
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
+       10: 2.23, 15: 2.13, 20: 2.09, 30: 2.04}  # fmt: skip
 
-STATUSES = ("ok", "vanishing", "exploding", "non-finite", "dead")
+STATUSES = ("ok", "non-finite", "zero by design", "dead", "vanishing", "exploding",
+            "vanishing gradients", "exploding gradients")  # fmt: skip
 # Row selectors for depth plots and verdicts: the `role` column's values, or "all".
-ROLES = ("weight", "norm", "activation", "other", "all")
+ROLES = ("weight", "norm", "activation", "block", "other", "all")
 
-_HEALTH_COLUMNS = ["act_var", "grad_var", "frac_zero", "frac_saturated"]
+_HEALTH_COLUMNS = ["act_var", "grad_var", "frac_zero", "frac_dead", "frac_saturated"]
+
+
+def thresholds(input_var: float | None = 1.0) -> list[str]:
+    """The health statuses' rules in words, for the page and the report."""
+    base = "the input's variance" if input_var else "layer 1's variance (token input)"
+    return [
+        "non-finite: any inf or NaN in the output, in any seed",
+        "zero by design: the scheme set this layer's weights (or what feeds it) to exactly 0",
+        f"dead: more than {DEAD_UNITS:.0%} of its units are zero for every sample",
+        f"vanishing / exploding: variance below {VANISHING_VAR:g}× or above "
+        f"{EXPLODING_VAR:g}× {base}",
+        f"vanishing / exploding gradients: gradient variance below {VANISHING_GRAD:g} or above "
+        f"{EXPLODING_GRAD:g} (the output's gradient has variance 1)",
+        "all figures are medians over seeds",
+    ]
 
 
 def scheme_order(frame: pd.DataFrame) -> list[str]:
@@ -31,10 +59,10 @@ def scheme_order(frame: pd.DataFrame) -> list[str]:
 
 
 def with_depth(layers: pd.DataFrame, role: str = "weight") -> pd.DataFrame:
-    """Rows of `role` ("all" keeps every leaf call) with a 1-based `depth` column.
+    """Rows of `role` ("all" keeps every observed row) with a 1-based `depth` column.
 
     Depth is the position among the selected rows of one (scheme, seed) in execution order, so
-    "layer 3" means the third layer with weights, not the third leaf call.
+    "layer 3" means the third layer with weights, not the third observed row.
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
@@ -45,21 +73,34 @@ def with_depth(layers: pd.DataFrame, role: str = "weight") -> pd.DataFrame:
     return rows.assign(depth=rows.groupby(["scheme", "seed"], sort=False).cumcount() + 1)
 
 
+def default_role(layers: pd.DataFrame) -> str:
+    """What a model's depth is best read on: its blocks (the residual stream) when it has
+    any, else its layers with weights."""
+    return "block" if (layers["role"] == "block").any() else "weight"
+
+
 def _num(column: pd.Series) -> np.ndarray:
     """A numeric column as a float array (nullable dtypes' NA becomes NaN)."""
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def layer_health(layers: pd.DataFrame) -> pd.DataFrame:
-    """One row per (scheme, layer call): statistics' median over seeds and a `status`.
+# ---------------------------------------------------------------- per-layer health
+
+
+def layer_health(
+    layers: pd.DataFrame, input_var: float | None = 1.0, params: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per (scheme, observed row): statistics' median over seeds and a `status`.
 
     `nonfinite` is the maximum over seeds, not the median: one seed blowing up is a finding.
-    Status precedence: non-finite > dead > vanishing > exploding > ok (see module constants).
+    `params` (the params table) tells which layers the scheme zeroed on purpose.
+    Status precedence follows STATUSES after "ok".
     """
-    numeric = {c: _num(layers[c]) for c in [*_HEALTH_COLUMNS, "nonfinite"]}
+    columns = [c for c in _HEALTH_COLUMNS if c in layers]
+    numeric = {c: _num(layers[c]) for c in [*columns, "nonfinite"]}
     labels = ["type", "role"] if "role" in layers else ["type"]
     aggs = {c: (c, "first") for c in labels}
-    aggs |= {c: (c, "median") for c in _HEALTH_COLUMNS}
+    aggs |= {c: (c, "median") for c in columns}
     aggs |= {"nonfinite": ("nonfinite", "max"), "seeds": ("seed", "nunique")}
     # A variance that overflowed to inf in any seed is non-finite too (as in `verdicts`).
     overflow = ~np.isfinite(numeric["act_var"]) & ~np.isnan(numeric["act_var"])
@@ -69,112 +110,260 @@ def layer_health(layers: pd.DataFrame) -> pd.DataFrame:
     rank = table["scheme"].map({s: i for i, s in enumerate(scheme_order(layers))})
     table = table.iloc[np.lexsort((table["order"].to_numpy(), rank.to_numpy()))]
     # A count reads better as an integer; a missing count is taken as "none seen".
-    table = table.assign(nonfinite=table["nonfinite"].fillna(0).astype(int))
-    return table.assign(status=_status(table)).reset_index(drop=True)
+    table = table.assign(nonfinite=table["nonfinite"].fillna(0).astype(int)).reset_index(drop=True)
+    reference = _reference(table, input_var)
+    return table.assign(status=_status(table, reference, _by_design(table, params)))
 
 
-def _status(table: pd.DataFrame) -> np.ndarray:
+def _reference(table: pd.DataFrame, input_var: float | None) -> np.ndarray:
+    """Per row, the variance it is judged against: the input's, or its scheme's layer 1."""
+    if input_var:
+        return np.full(len(table), float(input_var))
+    weights = table[table.get("role", "weight") == "weight"] if "role" in table else table
+    first = weights.groupby("scheme", sort=False)["act_var"].first()
+    return table["scheme"].map(first).to_numpy(dtype=float, na_value=np.nan)
+
+
+def zeroed_layers(params: pd.DataFrame | None) -> set[tuple[str, str]]:
+    """(scheme, layer) pairs whose weight the scheme made exactly zero in every seed."""
+    if params is None or params.empty:
+        return set()
+    weights = params[params["param"].str.rsplit(".", n=1).str[-1].str.contains("weight")]
+    zero = (_num(weights["std"]) == 0) & (_num(weights["mean"]) == 0)
+    grouped = weights.assign(_zero=zero).groupby(["scheme", "layer"], sort=False)["_zero"].all()
+    return {key for key, is_zero in grouped.items() if is_zero}
+
+
+def _by_design(table: pd.DataFrame, params: pd.DataFrame | None) -> np.ndarray:
+    """Rows that are zero because the scheme zeroed a layer: that layer, and the all-zero
+    outputs right after it (its activation, a norm) before the next layer with weights."""
+    zeroed = zeroed_layers(params)
+    out = np.zeros(len(table), dtype=bool)
+    if not zeroed:
+        return out
+    previous, scheme = False, None
+    for i, row in enumerate(table.itertuples(index=False)):
+        previous = previous and row.scheme == scheme
+        own = (row.scheme, row.layer) in zeroed
+        follows = previous and row.role != "weight" and row.frac_zero == 1.0
+        out[i] = previous = own or follows
+        scheme = row.scheme
+    return out
+
+
+def _status(table: pd.DataFrame, reference: np.ndarray, by_design: np.ndarray) -> np.ndarray:
     """The first matching status per row, in order of severity."""
-    var = _num(table["act_var"])
+    var = _num(table["act_var"]) / reference
+    grad = _num(table["grad_var"])
+    dead = _num(table["frac_dead"]) if "frac_dead" in table else _num(table["frac_zero"])
     conditions = [
-        (np.nan_to_num(_num(table["nonfinite"])) > 0) | ~np.isfinite(var),
-        _num(table["frac_zero"]) > DEAD_FRAC_ZERO,
+        (np.nan_to_num(_num(table["nonfinite"])) > 0) | ~np.isfinite(_num(table["act_var"])),
+        by_design,
+        dead > DEAD_UNITS,
         var < VANISHING_VAR,
         var > EXPLODING_VAR,
+        grad < VANISHING_GRAD,
+        grad > EXPLODING_GRAD,
     ]
-    return np.select(conditions, ["non-finite", "dead", "vanishing", "exploding"], default="ok")
+    return np.select(conditions, list(STATUSES[1:]), default="ok")
 
 
-def verdicts(layers: pd.DataFrame, input_var: float | None = 1.0) -> dict[str, str]:
-    """One sentence per scheme on how the activation variance of the layers with weights moves.
+# ---------------------------------------------------------------- verdicts
 
-    The per-layer factor is exp(slope) of a least-squares fit of log(variance) against depth,
-    on the median over seeds. Exact zeros and non-finite values (in any seed) are reported at
-    the first layer where they happen, with the trend up to that layer.
+
+def verdicts(
+    layers: pd.DataFrame, input_var: float | None = 1.0, role: str | None = None
+) -> dict[str, str]:
+    """One sentence per scheme on how the signal moves with depth.
+
+    On the layers with weights (or, for models with blocks, on the residual stream: `role`
+    "block", the default there): the variance is averaged over seeds per depth, then fitted —
+    log-linearly for layers (a factor per layer), linearly for blocks (an increment per block,
+    the pre-LN residual stream's law). Exact zeros and non-finite values (in any seed) are
+    reported at the first layer where they happen, with the trend up to that layer.
     """
-    if input_var is not None and not (np.isfinite(input_var) and input_var > 0):
-        raise ValueError(f"input_var must be positive and finite; got {input_var!r}")
-    profile = _weight_profile(layers)
-    return {
-        scheme: _verdict(profile[profile["scheme"] == scheme], input_var)
-        + _more(layers[layers["scheme"] == scheme], profile[profile["scheme"] == scheme])
-        for scheme in scheme_order(layers)
-    }
+    if input_var is not None and not (np.isfinite(input_var) and input_var >= 0):
+        raise ValueError(f"input_var must be >= 0 and finite; got {input_var!r}")
+    if input_var == 0:
+        said = ("the input is constant (variance 0): every sample gives the same outputs, so "
+                "nothing here is the scheme's doing; give the input a spread")  # fmt: skip
+        return {scheme: said for scheme in scheme_order(layers)}
+    role = role or (default_role(layers) if len(layers) else "weight")
+    out = {}
+    for scheme in scheme_order(layers):
+        rows = layers[layers["scheme"] == scheme]
+        story = _saturation(rows)
+        sentence = _verdict(_profile(rows, role), input_var, role) + _gradients(rows)
+        out[scheme] = f"{story}; {sentence}" if story else sentence
+    return out
 
 
-SATURATED_SHARE = 0.3  # say so when at least this share of bounded outputs sits at a bound
-
-
-def _more(layers: pd.DataFrame, profile: pd.DataFrame) -> str:
-    """What activation variance alone hides: saturation, and how gradients move."""
-    clauses = []
-    saturated = _num(layers["frac_saturated"])
-    saturated = saturated[np.isfinite(saturated)]
-    if saturated.size and np.median(saturated) >= SATURATED_SHARE:
-        clauses.append(f"{np.median(saturated):.0%} of bounded activations are saturated")
-    grads = _grad_profile(layers)
-    factor = _fit_factor(grads) if len(grads) >= 2 else None
-    if factor is not None and not (1 / FLAT_FACTOR <= 1 / factor <= FLAT_FACTOR):
-        clauses.append(f"gradients {_trend(1 / factor)} toward the input")
-    return "".join(f"; {c}" for c in clauses)
-
-
-def _grad_profile(layers: pd.DataFrame) -> pd.DataFrame:
-    """Median gradient variance per depth of the layers with weights (finite, positive)."""
-    rows = with_depth(layers, "weight")
-    grad = pd.Series(_num(rows["grad_var"]), index=rows.index)
-    med = rows.assign(var=grad).groupby("depth", sort=True)["var"].median().reset_index()
-    return med[np.isfinite(med["var"]) & (med["var"] > 0)]
-
-
-def _weight_profile(layers: pd.DataFrame) -> pd.DataFrame:
-    """Per (scheme, depth) of the layers with weights: name, median variance, any seed bad."""
-    rows = with_depth(layers, "weight")
+def _profile(rows: pd.DataFrame, role: str) -> pd.DataFrame:
+    """Per (seed, depth) of `role`'s rows: name, variance, and whether it is non-finite."""
+    rows = with_depth(rows, role)
     var = _num(rows["act_var"])
     bad = (np.nan_to_num(_num(rows["nonfinite"])) > 0) | ~np.isfinite(var)
-    grouped = rows.assign(_var=var, _bad=bad).groupby(["scheme", "depth"], sort=False)
-    profile = grouped.agg(layer=("layer", "first"), var=("_var", "median"), bad=("_bad", "any"))
-    return profile.reset_index().sort_values("depth", kind="stable")
+    return pd.DataFrame({"seed": rows["seed"].to_numpy(), "depth": rows["depth"].to_numpy(),
+                         "layer": rows["layer"].to_numpy(), "var": var, "bad": bad})  # fmt: skip
 
 
-def _verdict(profile: pd.DataFrame, input_var: float | None) -> str:
-    """The sentence for one scheme's weight-layer profile (rows in depth order)."""
+def _verdict(profile: pd.DataFrame, input_var: float | None, role: str) -> str:
+    """The sentence for one scheme's profile."""
+    noun = "blocks" if role == "block" else "layers with weights"
     if profile.empty:
-        return "no layers with weights to judge"
-    bad = profile["bad"].to_numpy(dtype=bool)
-    events = np.flatnonzero(bad | (profile["var"].to_numpy() == 0))
-    healthy = profile.iloc[: events[0]] if events.size else profile
-    factor = _fit_factor(healthy)
+        return f"no {noun} to judge"
+    per_depth = profile.groupby("depth", sort=True).agg(
+        layer=("layer", "first"), var=("var", "mean"), bad=("bad", "any")
+    )
+    events = np.flatnonzero(per_depth["bad"].to_numpy() | (per_depth["var"].to_numpy() == 0))
     if events.size:
-        row = profile.iloc[events[0]]
-        what = "become non-finite" if bad[events[0]] else "vanish to exact zeros"
-        after = f", after {_trend(factor, gerund=True)}" if factor is not None else ""
-        return f"activations {what} at layer {row['depth']} ({row['layer']}){after}"
-    last = profile.iloc[-1]
+        return _event(per_depth, profile, events[0], role)
+    if role == "block":
+        return _stream(per_depth, profile)
+    return _layers_trend(per_depth, profile, input_var)
+
+
+def _event(per_depth: pd.DataFrame, profile: pd.DataFrame, first: int, role: str) -> str:
+    row = per_depth.iloc[first]
+    what = "become non-finite" if row["bad"] else "vanish to exact zeros"
+    noun = "block" if role == "block" else "layer"
+    healthy = profile[profile["depth"] < per_depth.index[first]]
+    fit = _fit(healthy, log=role != "block")
+    after = f", after {_words(fit, role, gerund=True)}" if fit is not None else ""
+    return f"activations {what} at {noun} {per_depth.index[first]} ({row['layer']}){after}"
+
+
+def _layers_trend(per_depth: pd.DataFrame, profile: pd.DataFrame, input_var: float | None) -> str:
+    last = per_depth.iloc[-1]
     # Token ids have no meaningful variance: compare with the first layer (the embedding).
-    base, whose = (input_var, "the input's") if input_var else (profile.iloc[0]["var"], "layer 1's")
+    base, whose = (
+        (input_var, "the input's") if input_var else (per_depth.iloc[0]["var"], "layer 1's")
+    )
     ratio = f"{_fmt(last['var'] / base)}× {whose}"
-    if factor is None:
+    fit = _fit(profile, log=True)
+    if fit is None:
         return f"one layer with weights ({last['layer']}): its activation variance is {ratio}"
-    where = f"at layer {last['depth']} ({last['layer']})"
-    return f"activations {_trend(factor)}; {where} their variance is {ratio}"
+    where = f"at layer {per_depth.index[-1]} ({last['layer']})"
+    return f"activations {_words(fit, 'weight')}; {where} their variance is {ratio}"
 
 
-def _fit_factor(profile: pd.DataFrame) -> float | None:
-    """exp(slope) of log(variance) against depth; None when fewer than two layers to fit."""
-    if len(profile) < 2:
+def _stream(per_depth: pd.DataFrame, profile: pd.DataFrame) -> str:
+    first, last = per_depth.iloc[0], per_depth.iloc[-1]
+    span = f"{_fmt(first['var'])} at {first['layer']} → {_fmt(last['var'])} at {last['layer']}"
+    fit = _fit(profile, log=False)
+    if fit is None:
+        return f"one block ({last['layer']}): its output variance is {_fmt(last['var'])}"
+    return f"the residual stream {_words(fit, 'block')}: {span}"
+
+
+# ---------------------------------------------------------------- fitting a trend over seeds
+
+
+class Fit:
+    """A trend fitted to the seeds' mean, the per-seed slopes, and whether it stands out."""
+
+    def __init__(self, slope: float, seeds: list[float], significant: bool, log: bool) -> None:
+        self.slope, self.seeds, self.significant, self.log = slope, seeds, significant, log
+
+
+def _slope(depth: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope and its standard error (inf with no residual degrees of freedom)."""
+    slope, intercept = np.polyfit(depth, y, 1)
+    dof = len(depth) - 2
+    if dof <= 0:
+        return float(slope), 0.0
+    resid = y - (slope * depth + intercept)
+    spread = np.sum((depth - depth.mean()) ** 2)
+    return float(slope), float(np.sqrt(np.sum(resid**2) / dof / spread))
+
+
+def _fit(profile: pd.DataFrame, log: bool) -> Fit | None:
+    """Slope of (log) variance against depth on the seeds' mean variance; None below 2 depths."""
+    ok = profile[np.isfinite(profile["var"]) & ((profile["var"] > 0) | (not log))]
+    mean = ok.groupby("depth", sort=True)["var"].mean()
+    if len(mean) < 2:
         return None
-    slope = np.polyfit(profile["depth"].to_numpy(float), np.log(profile["var"].to_numpy()), 1)[0]
-    return float(np.exp(slope))
+    transform = np.log if log else (lambda v: v)
+    slope, se = _slope(mean.index.to_numpy(float), transform(mean.to_numpy()))
+    seeds = [_slope(g["depth"].to_numpy(float), transform(g["var"].to_numpy()))[0]
+             for _, g in ok.groupby("seed") if g["depth"].nunique() >= 2]  # fmt: skip
+    if len(seeds) >= 2:  # the seeds' spread decides; one seed: the layers' scatter
+        se = float(np.std(seeds, ddof=1) / np.sqrt(len(seeds)))
+    dof = len(seeds) - 1 if len(seeds) >= 2 else len(mean) - 2
+    critical = T95[max(k for k in T95 if k <= max(dof, 1))]
+    return Fit(slope, seeds, abs(slope) > critical * se, log)
 
 
-def _trend(factor: float, gerund: bool = False) -> str:
-    """'shrink ×0.5 per layer' / 'growing ×2 per layer' / 'stay flat (×1.01 per layer)'."""
-    if 1 / FLAT_FACTOR <= factor <= FLAT_FACTOR:
+def _words(fit: Fit, role: str, gerund: bool = False) -> str:
+    """'shrink ×0.5 per layer (seeds 0.49–0.51)', 'grows +0.012 per block (linear)', ..."""
+    if fit.log:
+        return _factor_words(fit, gerund)
+    return _increment_words(fit, gerund)
+
+
+def _factor_words(fit: Fit, gerund: bool) -> str:
+    factor = float(np.exp(fit.slope))
+    ing = "ing" if gerund else ""
+    flat = 1 / FLAT_FACTOR <= factor <= FLAT_FACTOR
+    spread = _spread([float(np.exp(s)) for s in fit.seeds], "{:.2f}" if flat else "{:.3g}")
+    if flat:
         # Two decimals: near 1 the interesting digits are the second and third.
-        return f"{'staying' if gerund else 'stay'} flat (×{factor:.2f} per layer)"
+        return f"{'staying' if gerund else 'stay'} flat (×{factor:.2f} per layer{spread})"
+    if not fit.significant:
+        return (f"show{ing} no trend the seeds agree on (×{_fmt(factor)} per layer{spread}; "
+                "more seeds would tell)")  # fmt: skip
     verb = "shrink" if factor < 1 else "grow"
-    return f"{verb}{'ing' if gerund else ''} ×{_fmt(factor)} per layer"
+    return f"{verb}{ing} ×{_fmt(factor)} per layer" + (f" ({spread[2:]})" if spread else "")
+
+
+def _increment_words(fit: Fit, gerund: bool) -> str:
+    step = f"{fit.slope:+.3g} per block"
+    spread = _spread(fit.seeds, "{:+.3g}")
+    verb = (
+        ("growing" if gerund else "grows")
+        if fit.slope > 0
+        else ("shrinking" if gerund else "shrinks")
+    )
+    if not fit.significant:
+        return f"{'showing' if gerund else 'shows'} no trend the seeds agree on ({step}{spread})"
+    return f"{verb} {step} (linear{spread})"
+
+
+def _spread(values: list[float], pattern: str) -> str:
+    """', seeds 0.97–1.01' for two or more seeds, else nothing."""
+    if len(values) < 2:
+        return ""
+    return f", seeds {pattern.format(min(values))}–{pattern.format(max(values))}"
+
+
+# ---------------------------------------------------------------- what variance alone hides
+
+
+def _saturation(rows: pd.DataFrame) -> str:
+    """Saturated bounded units are the story: their variance is flat because they are stuck."""
+    saturated = _num(rows["frac_saturated"])
+    saturated = saturated[np.isfinite(saturated)]
+    if not saturated.size or np.median(saturated) < SATURATED_SHARE:
+        return ""
+    return (f"saturated: {np.median(saturated):.0%} of bounded activations sit at their bounds, "
+            "where gradients vanish, whatever the variance says")  # fmt: skip
+
+
+def _gradients(rows: pd.DataFrame) -> str:
+    """How gradients move toward the input, when they are measured."""
+    grads = with_depth(rows, "weight")
+    grad = _num(grads["grad_var"])
+    profile = pd.DataFrame({"seed": grads["seed"].to_numpy(), "depth": grads["depth"].to_numpy(),
+                            "var": grad})  # fmt: skip
+    profile = profile[np.isfinite(profile["var"]) & (profile["var"] > 0)]
+    fit = _fit(profile, log=True)
+    if fit is None or not fit.significant:
+        return ""
+    toward_input = float(np.exp(-fit.slope))  # depth runs input → output; gradients run back
+    if 1 / FLAT_FACTOR <= toward_input <= FLAT_FACTOR:
+        return ""
+    verb = "shrink" if toward_input < 1 else "grow"
+    return f"; gradients {verb} ×{_fmt(toward_input)} per layer toward the input"
 
 
 def _fmt(x: float) -> str:

@@ -97,7 +97,8 @@ def test_verdict_relative_to_input_variance():
         "at layer 8 (layers.14) their variance is 1e-08× the input's" in verdicts(layers, 4.0)["s"]
     )
     with pytest.raises(ValueError, match="input_var"):
-        verdicts(layers, 0.0)
+        verdicts(layers, -1.0)
+    assert verdicts(layers, 0.0)["s"].startswith("the input is constant (variance 0)")
 
 
 def test_verdict_without_input_variance_compares_with_layer_one():
@@ -126,7 +127,8 @@ def test_verdict_non_finite_count_in_one_seed_counts():
     layers = make_layers({"s": [1.0, 1.0, 1.0]}, seeds=(0, 1, 2))
     layers.loc[(layers["seed"] == 1) & (layers["order"] == 4), "nonfinite"] = 7
     expected = "activations become non-finite at layer 3 (layers.4)"
-    assert verdicts(layers)["s"] == f"{expected}, after staying flat (×1.00 per layer)"
+    flat = "staying flat (×1.00 per layer, seeds 1.00–1.00)"
+    assert verdicts(layers)["s"] == f"{expected}, after {flat}"
 
 
 def test_verdict_exact_zeros_and_first_layer_events():
