@@ -64,7 +64,7 @@ def deep_relu_factors() -> dict[str, float]:
             {"name": "xavier gain 1",
              "rules": [{"layers": "Linear", "weight": {"method": "xavier_normal", "gain": 1.0}}]},
             {"name": "default", "preset": "pytorch_default"},
-            {"name": "xavier preset", "preset": "xavier_normal"},
+            {"name": "xavier preset", "preset": "xavier_normal_gain"},
         ],
     })  # fmt: skip
     layers = run(exp).layers
@@ -324,7 +324,7 @@ def test_design_example_parses():
 
 
 def test_preset_gain_follows_model_activation():
-    exp = Experiment.from_dict({**SMALL, "schemes": [{"preset": "xavier_normal"}]})
+    exp = Experiment.from_dict({**SMALL, "schemes": [{"preset": "xavier_normal_gain"}]})
     assert exp.schemes[0].rules[0].weight.gain() == pytest.approx(5 / 3)  # tanh model
 
 
@@ -335,7 +335,7 @@ def test_results_columns_exactly():
     res = run(small())
     assert list(res.layers.columns) == [
         "scheme", "seed", "order", "layer", "type", "role", "act_mean", "act_var", "act_std",
-        "frac_zero", "frac_saturated", "nonfinite", "grad_var",
+        "frac_zero", "frac_dead", "frac_saturated", "nonfinite", "grad_var",
     ]  # fmt: skip
     assert list(res.params.columns) == [
         "scheme", "seed", "param", "layer", "type", "shape", "method", "fan_in", "fan_out",
@@ -414,7 +414,10 @@ def test_lenet_runs_one_row_per_call():
         "schemes": [{"name": "recipe", "preset": "recipe"}],
     })  # fmt: skip
     res = run(exp)
-    assert list(res.layers["layer"]) == ["conv1", "pool", "conv2", "pool", "fc1", "fc2", "fc3"]
+    assert list(res.layers["layer"]) == [
+        "conv1", "conv1.relu", "pool", "conv2", "conv2.relu", "pool",
+        "fc1", "fc1.relu", "fc2", "fc2.relu", "fc3",
+    ]  # fmt: skip
     assert make_input(exp, 0).shape == (4, 3, 32, 32)
     rows = res.params.set_index("param")
     assert rows.loc["fc1.weight", "method"] == "normal(mean=0.0, std=0.01)"
