@@ -6,6 +6,8 @@ same figures. Every figure colours a scheme with `scheme_colors` and is finished
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -27,13 +29,22 @@ def scheme_colors(schemes: list[str]) -> dict[str, str]:
     return {scheme: PALETTE[i % len(PALETTE)] for i, scheme in enumerate(unique)}
 
 
+def _text(value: object) -> str:
+    """Data (a scheme or layer name) as plotly text: plotly renders <b>, <a href=...> and
+    entities in trace names, subplot titles and hover labels, so a name from a link is escaped
+    to display as it is (plotly turns &lt; &gt; &amp; back into characters)."""
+    return html.escape(str(value), quote=False)
+
+
 def _style(fig: go.Figure, title: str) -> go.Figure:
     """The one layout patch every figure gets: white, compact, legend on top."""
     fig.update_layout(
         template="plotly_white",
         title={"text": title, "x": 0, "xanchor": "left"},
         margin={"l": 60, "r": 30, "t": 90, "b": 50},
-        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
+        # below the x axis: a legend that wraps (long or many names) grows down, pushing the
+        # margin, where on top it grew into the title
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.28, "yanchor": "top"},
         font={"family": "Inter, Helvetica, Arial, sans-serif", "size": 13},
     )
     return fig
@@ -118,18 +129,21 @@ def _summarise(rows: pd.DataFrame, value: str) -> pd.DataFrame:
 
 def _add_line(fig: go.Figure, part: pd.DataFrame, scheme: str, color: str, label: str) -> None:
     """The median line; hover names the layer, its type and the value."""
+    hover = part[["layer", "type", "seeds"]].assign(
+        layer=part["layer"].map(_text), type=part["type"].map(_text)
+    )
     fig.add_trace(
         go.Scatter(
             x=part["depth"],
             y=part["median"],
-            name=scheme,
+            name=_text(scheme),
             legendgroup=scheme,
             showlegend=True,  # plotly hides a lone trace's legend; the scheme must stay named
             mode="lines+markers",
             line={"color": color},
             marker={"size": 5},
             connectgaps=False,
-            customdata=part[["layer", "type", "seeds"]].to_numpy(dtype=object),
+            customdata=hover.to_numpy(dtype=object),
             hovertemplate="<b>%{customdata[0]}</b> (%{customdata[1]})<br>depth %{x}<br>"
             + label
             + " %{y:.3g} (median of %{customdata[2]} seeds)<extra>%{fullData.name}</extra>",
@@ -144,9 +158,9 @@ def _add_band(fig: go.Figure, part: pd.DataFrame, scheme: str, color: str) -> No
     r, g, b = hex_to_rgb(color)
     edge = {"x": part["depth"], "mode": "lines", "line": {"width": 0}, "connectgaps": False}
     edge |= {"legendgroup": scheme, "showlegend": False, "hoverinfo": "skip"}
-    fig.add_trace(go.Scatter(y=part["low"], name=f"{scheme} min", **edge))
+    fig.add_trace(go.Scatter(y=part["low"], name=_text(f"{scheme} min"), **edge))
     fill = {"fill": "tonexty", "fillcolor": f"rgba({r}, {g}, {b}, 0.2)"}
-    fig.add_trace(go.Scatter(y=part["high"], name=f"{scheme} max", **fill, **edge))
+    fig.add_trace(go.Scatter(y=part["high"], name=_text(f"{scheme} max"), **fill, **edge))
 
 
 def histogram_grid(
@@ -180,14 +194,17 @@ def histogram_grid(
 
 def _grid(rows: pd.DataFrame, names: list[str], schemes: list[str], colors: dict) -> go.Figure:
     """The subplot grid, one bar trace per (name, scheme) cell that has data."""
+    most = max(16, 100 // len(schemes))  # characters a column title has room for
     fig = make_subplots(
         rows=len(names),
         cols=len(schemes),
         shared_xaxes="rows",
-        column_titles=schemes,
-        row_titles=names,
+        column_titles=[_text(_shorten(s, most)) for s in schemes],
+        row_titles=[_text(n) for n in names],
         vertical_spacing=min(0.08, 0.3 / len(names)),
     )
+    for title, scheme in zip(fig.layout.annotations, schemes, strict=False):
+        title.hovertext = _text(scheme)  # the whole name, where the title is cut short
     for r, name in enumerate(names, start=1):
         for c, scheme in enumerate(schemes, start=1):
             cell = rows[(rows["name"] == name) & (rows["scheme"] == scheme)]
@@ -195,6 +212,11 @@ def _grid(rows: pd.DataFrame, names: list[str], schemes: list[str], colors: dict
                 fig.add_trace(_density_bars(cell, scheme, colors[scheme]), row=r, col=c)
     fig.update_layout(bargap=0, showlegend=False, height=120 + 150 * len(names))
     return fig
+
+
+def _shorten(name: str, most: int) -> str:
+    """`name`, cut to `most` characters with an ellipsis: long titles would overlap."""
+    return name if len(name) <= most else name[: most - 1] + "…"
 
 
 def _density_bars(cell: pd.DataFrame, scheme: str, color: str) -> go.Bar:
@@ -210,7 +232,7 @@ def _density_bars(cell: pd.DataFrame, scheme: str, color: str) -> go.Bar:
         x=(left + right) / 2,
         y=density,
         width=width,
-        name=scheme,
+        name=_text(scheme),
         marker={"color": color, "line": {"width": 0}},
         customdata=np.column_stack([left, right, count]),
         hovertemplate="[%{customdata[0]:.3g}, %{customdata[1]:.3g}): %{customdata[2]:.0f}"

@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 import initlab
 from initlab.ui import runner, state
 from initlab.ui.scheme_panel import MAX_SCHEMES
+from initlab.ui.text import plain
 from initlab.ui.urlstate import decode, encode
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -71,7 +72,8 @@ def assert_ok(at: AppTest) -> None:
 
 
 def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    """The error boxes' text as displayed (their markdown escapes user text)."""
+    return [plain(e.value) for e in at.error]
 
 
 def experiment(at: AppTest) -> dict[str, Any]:

@@ -21,6 +21,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+# The payload link (scheme names and rule globs that would be markup) is shared with the
+# headless checks; tests/ is on sys.path for test modules (no __init__.py: rootdir imports).
+from test_ui_security import NAME_PAYLOADS, payload_experiment
+
 from initlab.ui.urlstate import encode
 
 pytestmark = pytest.mark.browser
@@ -252,6 +256,71 @@ def test_an_invalid_value_shows_an_error_and_the_charts_stay(page: Any, server: 
     assert page.locator(".st-key-s1-Linear-weight-normal-std input").input_value() == "-1"
     assert "PyTorch default" in traces(page), "the valid column still runs"
     screenshot(page, "invalid_value.png")
+
+
+TABS = ("Variance by depth", "Distributions", "Health", "Tables", "Code", "Experiment")
+# What the payloads would have made if any reached HTML, markdown or plotly unescaped.
+INJECTED_JS = """() => ({
+  pwned: typeof window.__pwned,
+  images: Array.from(document.images, i => i.getAttribute('src') || '')
+    .filter(src => src === 'x' || src.includes('127.0.0.1:9')),
+  links: Array.from(document.querySelectorAll('a'), a => a.getAttribute('href') || '')
+    .filter(href => href.includes('127.0.0.1:9')),
+  frames: Array.from(document.querySelectorAll('iframe[srcdoc], iframe'),
+    f => f.getAttribute('srcdoc') || f.src).filter(s => s.includes('pwned')),
+  handlers: document.querySelectorAll('[onerror], [onload]').length,
+  bolds: Array.from(document.querySelectorAll('b, strong'), b => b.textContent)
+    .filter(t => t === 'bold'),
+})"""
+# Displayed text, without the invisible word joiners the escaping puts into bare links.
+TEXT_JS = "document.body.innerText.replaceAll('\\u2060', '')"
+LEGEND_JS = "Array.from(document.querySelectorAll('.legendtext'), e => e.textContent)"
+
+
+def visit_tabs(page: Any) -> None:
+    """Every results view, each drawn to the end (charts included) before the next."""
+    for tab in TABS:
+        page.get_by_role("tab", name=tab).click()
+        wait_idle(page)
+        if tab == "Distributions":
+            page.locator(".st-key-fig_hist .js-plotly-plot").wait_for()
+        page.wait_for_timeout(300)
+
+
+def test_a_link_full_of_markup_shows_it_as_text_and_runs_nothing(page: Any, server: str) -> None:
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if "127.0.0.1:9" in r.url else None)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    open_page(page, server, payload_experiment())
+    assert page.locator(EXCEPTION).count() == 0
+    assert page.locator(ERROR_BOX).count() == 0, page.locator(ERROR_BOX).all_inner_texts()
+    visit_tabs(page)
+    injected = page.evaluate(INJECTED_JS)
+    assert injected == {"pwned": "undefined", "images": [], "links": [], "frames": [],
+                        "handlers": 0, "bolds": []}, injected  # fmt: skip
+    assert outside == [], "the page fetched a URL from the link"
+    page.get_by_role("tab", name=TABS[0]).click()
+    wait_idle(page)
+    text = page.evaluate(TEXT_JS)  # the verdicts name every scheme
+    assert [n for n in NAME_PAYLOADS if n not in text] == [], "each name shown literally"
+    assert "<b>bold</b>" in page.evaluate(LEGEND_JS), "the legend names it literally"
+    shoot_views(page)
+    assert page.evaluate(INJECTED_JS)["pwned"] == "undefined"
+
+
+def shoot_views(page: Any) -> None:
+    """At 1280 × 800: the scheme columns, the variance chart (legend), the code tab."""
+    page.evaluate("document.querySelector('[data-testid=stMain]').scrollTo(0, 0)")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "payload_columns.png"))
+    page.locator(".st-key-fig_var").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "payload_chart.png"))
+    page.get_by_role("tab", name="Code").click()
+    wait_idle(page)
+    page.get_by_role("tab", name="Code").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "payload_code.png"))
 
 
 def test_the_server_logged_no_uncaught_exception(server: str) -> None:

@@ -144,7 +144,7 @@ def _kept_shape(model: dict[str, Any]) -> dict[str, Any]:
     if not shape:
         return {}
     try:
-        own = MODELS[model["name"]].input_shape(normalize_model_spec(model))
+        own = MODELS[model["name"]].input_shape(normalize_model_spec(model, allow_custom=False))
     except ValueError:  # the model's fields are invalid: main() says so
         return {}
     if tuple(shape) != tuple(own):

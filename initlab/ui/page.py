@@ -20,6 +20,7 @@ from initlab.schemes import Scheme, validate_scheme
 from initlab.ui import model_panel, scheme_panel, state
 from initlab.ui.results_panel import results_ui
 from initlab.ui.runner import meta_model_cached, run_with_progress, slots_cached
+from initlab.ui.text import describe, md
 from initlab.ui.urlstate import encode
 
 TITLE = "initlab"
@@ -49,10 +50,10 @@ def assemble(model: dict, inputs: dict, options: dict, schemes: list[dict]) -> E
         return None
     try:
         return Experiment.from_dict(
-            {"model": model, "input": inputs, **options, "schemes": schemes}
+            {"model": model, "input": inputs, **options, "schemes": schemes}, allow_custom=False
         )
-    except ValueError as exc:
-        st.error(str(exc))
+    except Exception as exc:  # a ValueError names the field; anything else is still a message
+        st.error(md(describe(exc)))
         return None
 
 
@@ -61,8 +62,9 @@ def show_results(exp: Experiment) -> None:
     text = exp.to_json()
     try:
         tables = run_with_progress(text)
-    except ValueError as exc:  # refused by the resource guard or the model: say so, keep the rest
-        st.error(str(exc))
+    except Exception as exc:  # refused by the guard or the model (a ValueError), or a failure
+        # the experiment found: say so and keep the rest of the page, never a traceback
+        st.error(md(describe(exc)))
         show_last_good()
         return
     st.session_state["last_good"] = (text, tables)
@@ -79,7 +81,7 @@ def show_last_good() -> None:
     if last is None:
         return
     st.info("Showing the results of the last valid experiment.")
-    exp = Experiment.from_text(last[0])
+    exp = Experiment.from_text(last[0], allow_custom=False)
     results_ui(last[1], exp, scheme_colors([s.name for s in exp.schemes]))
 
 
@@ -88,16 +90,16 @@ def main() -> None:
     state.restore_from_url()
     model, inputs, options = sidebar()
     try:
-        spec = normalize_model_spec(model)
+        spec = normalize_model_spec(model, allow_custom=False)
     except ValueError as exc:  # fields valid one by one, not together (e.g. n_heads, d_model)
-        st.sidebar.error(str(exc))
+        st.sidebar.error(md(exc))
         st.title(TITLE)
         show_last_good()
         return
     ensure_editors(MODELS[spec["name"]].activation(spec))
     st.title(TITLE)
     st.caption(SUBTITLE)
-    if "load_error" in st.session_state:
+    if "load_error" in st.session_state:  # markdown already: its user text is escaped
         st.error(st.session_state.pop("load_error"))
     model_json = json.dumps(spec, sort_keys=True)
     slots = slots_cached(model_json)
@@ -116,8 +118,8 @@ def scheme_checker(model_json: str) -> Callable[[dict[str, Any]], str | None]:
     def check(scheme: dict[str, Any]) -> str | None:
         try:
             validate_scheme(Scheme.from_dict(scheme, "scheme"), model)
-        except ValueError as exc:
-            return str(exc)
+        except Exception as exc:  # rules from a link: any failure is a message in the column
+            return describe(exc)
         return None
 
     return check

@@ -3,6 +3,7 @@ tables, code, experiment. Everything here is display: changing it never reruns t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from initlab.codegen import to_code
 from initlab.experiment import Experiment
 from initlab.ui import views
 from initlab.ui.state import load_upload
+from initlab.ui.text import md
 
 ROLES = {
     "pre-activation (layers with weights)": "weight",
@@ -22,14 +24,22 @@ ROLES = {
 }
 
 
+_HEX_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
+
+
+def chip(color: str | None) -> str:
+    """A dot in the scheme's chart colour, drawn by streamlit's colour directive (no HTML);
+    only a plain hex colour goes into it, anything else is a grey dot."""
+    if color is None or not _HEX_COLOR.fullmatch(color):
+        return ":gray[●]"
+    return f':color[●]{{foreground="{color}"}}'
+
+
 def verdicts_ui(
     key: str, layers: pd.DataFrame, colors: dict[str, str], input_var: float | None
 ) -> None:
     for scheme, sentence in views.verdict_lines(key, input_var, layers).items():
-        st.markdown(
-            f"<span style='color:{colors[scheme]}'>●</span> **{scheme}**: {sentence}",
-            unsafe_allow_html=True,
-        )
+        st.markdown(f"{chip(colors.get(scheme))} **{md(scheme)}**: {md(sentence)}")
 
 
 def variance_tab(
@@ -125,7 +135,7 @@ def code_tab(exp: Experiment) -> None:
     )
     for i, scheme in enumerate(exp.schemes):
         code = to_code(scheme)
-        with st.expander(scheme.name, expanded=i == 0):
+        with st.expander(md(scheme.name), expanded=i == 0):  # a label is markdown
             st.code(code, language="python")
             st.download_button(
                 "Download .py",

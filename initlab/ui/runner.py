@@ -22,6 +22,7 @@ from initlab.experiment import Experiment, run
 from initlab.layers import parameter_slots
 from initlab.outline import meta_model
 from initlab.schemes import Scheme
+from initlab.ui.text import md
 
 Tables = dict[str, pd.DataFrame]
 MAX_ENTRIES = 64  # (scheme, experiment) results; a few MB each at most
@@ -65,7 +66,7 @@ def store() -> RunStore:
 def meta_model_cached(model_json: str) -> nn.Module:
     """The model on the meta device (shapes only), built once per model spec: the scheme
     columns read its outline and every scheme is checked against it on each rerun."""
-    return meta_model(json.loads(model_json))
+    return meta_model(json.loads(model_json), allow_custom=False)  # the page runs zoo models
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -89,7 +90,7 @@ def _split(tables: Tables, name: str) -> Tables:
 def run_with_progress(experiment_json: str) -> Tables:
     """Results of every scheme: cached per scheme, so changing one scheme probes only that
     one; a progress bar once the runs take more than a second."""
-    exp = Experiment.from_text(experiment_json)
+    exp = Experiment.from_text(experiment_json, allow_custom=False)
     keys = {s.name: scheme_key(exp, s) for s in exp.schemes}
     missing = tuple(s for s in exp.schemes if store().get(keys[s.name]) is None)
     if missing:
@@ -110,7 +111,7 @@ def _run(exp: Experiment) -> Tables:
         if message != "done":
             st.session_state["probes_run"] = st.session_state.get("probes_run", 0) + 1
         if time.perf_counter() - start > SHOW_AFTER_S:
-            slot.progress(fraction, text=f"Probing: {message}")
+            slot.progress(fraction, text=f"Probing: {md(message)}")  # it names the scheme
 
     results = run(exp, progress=progress)
     slot.empty()

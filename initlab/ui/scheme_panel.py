@@ -15,6 +15,7 @@ import streamlit as st
 
 from initlab.methods import METHODS, parse_method_spec
 from initlab.presets import PRESETS, preset
+from initlab.ui.text import md
 from initlab.ui.widgets import forget, param_widget, seed_value, typed
 
 MAX_SCHEMES = 4
@@ -193,11 +194,11 @@ def slot_ui(uid: int, family: str, slot: str, ranks: set[int], base: dict[str, A
                 spec[p.name] = param_widget(p, f"{key}.{method}.{p.name}", initial)
     if method == base_method and base.get("scale", 1.0) != 1.0:
         spec["scale"] = base["scale"]
-        st.caption(f"× scale {base['scale']} (from the preset)")
+        st.caption(f"× scale {md(base['scale'])} (from the preset)")
     try:
         parse_method_spec(spec, f"{family} {slot}")
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return None
     return spec
 
@@ -208,8 +209,8 @@ def _methods_help(options: list[str]) -> str:
 
 def family_ui(uid: int, family: str, slot_info: dict[str, Any], base_rule: dict[str, Any] | None
               ) -> dict[str, Any] | None:  # fmt: skip
-    st.markdown(f"**{family}** <small>({', '.join(slot_info['classes'])})</small>",
-                unsafe_allow_html=True)  # fmt: skip
+    classes = md(f"({', '.join(slot_info['classes'])})")
+    st.markdown(f"**{md(family)}** :small[{classes}]")
     edit: dict[str, Any] = {}
     for slot in SLOTS:
         if slot_info[slot]:
@@ -233,10 +234,10 @@ def editor_ui(
     name = st.text_input("Scheme name", key=f"s{uid}.name")
     name_problem = _name_problem(name, taken)
     if name_problem:
-        st.error(name_problem)
+        st.error(md(name_problem))
     _preset_select(index, editor)
     if editor.get("edited_for") and editor["edited_for"] != st.session_state["activation"]:
-        st.caption(f"Edited by hand: its gains are still those for {editor['edited_for']}.")
+        st.caption(f"Edited by hand: its gains are still those for {md(editor['edited_for'])}.")
     edits, valid = {}, name_problem is None
     for family, info in slots.items():
         i = editable_rule(editor["rules"], family, list(info["classes"]))
@@ -254,7 +255,7 @@ def editor_ui(
     scheme = {"name": name, "rules": rules, **origin}
     problem = check(scheme)
     if problem:
-        st.error(problem)
+        st.error(md(problem))
         return None
     return scheme
 
@@ -277,8 +278,9 @@ def _preset_select(index: int, editor: dict[str, Any]) -> None:
 def _named_rules_caption(rules: list[dict[str, Any]]) -> None:
     named = [r for r in rules if r.get("name")]
     for rule in named:
-        st.caption(f"also: {rule['layers']} named `{rule['name']}` → "
-                   f"weight {spec_dict(rule.get('weight'))['method']}")  # fmt: skip
+        method = spec_dict(rule.get("weight"))["method"]
+        # the glob is shown escaped, not as `code`: a backtick in it would end the code span
+        st.caption(f"also: {md(rule['layers'])} named '{md(rule['name'])}' → weight {md(method)}")
 
 
 def _column_buttons(index: int, uid: int) -> None:

@@ -6,15 +6,21 @@ from typing import Any
 
 import streamlit as st
 
-from initlab.experiment import Experiment
+from initlab.experiment import Experiment, parse_json
 from initlab.models import MODELS
 from initlab.presets import PRESETS
 from initlab.ui.model_panel import DEVICE_NOTE, OFFER_AUTO, model_key
 from initlab.ui.scheme_panel import new_editor, preset_editor
+from initlab.ui.text import describe, md
 from initlab.ui.urlstate import decode
 from initlab.ui.widgets import forget, format_ints, load_value
 
 DEFAULT_SCHEMES = ("pytorch_default", "kaiming_normal")
+ADDRESS_PROBLEM = "The address holds an experiment initlab can't use"
+CUSTOM_REFUSED = (
+    "it names a custom model, and a custom model imports and runs Python code: that is for "
+    "the CLI and the library only, with explicit opt-in, never for a link or a file"
+)
 
 
 def default_editors(activation: str) -> list[dict[str, Any]]:
@@ -65,6 +71,15 @@ def _load_input(exp: Experiment) -> None:
     st.session_state["input_shape"] = list(spec.shape) if spec.shape else None
 
 
+def experiment_from_data(data: Any) -> Experiment:
+    """The experiment in a link or a file. That is data, so a custom model is refused whatever
+    the environment enables (INITLAB_ALLOW_CUSTOM_MODELS is for the CLI and the library)."""
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, dict) and model.get("name") == "custom":
+        raise ValueError(CUSTOM_REFUSED)
+    return Experiment.from_dict(data, allow_custom=False)
+
+
 def restore_from_url() -> None:
     """Once per session: restore the page from `?experiment=...` if the address has one."""
     if st.session_state.get("url_checked"):
@@ -74,9 +89,9 @@ def restore_from_url() -> None:
     if not token:
         return
     try:
-        load_experiment(Experiment.from_dict(decode(token)))
-    except ValueError as exc:
-        st.session_state["load_error"] = f"The address holds an experiment initlab can't use: {exc}"
+        load_experiment(experiment_from_data(decode(token)))
+    except Exception as exc:  # whatever an address does, it is a message, never a traceback
+        st.session_state["load_error"] = f"{ADDRESS_PROBLEM}: {md(describe(exc))}"
 
 
 def load_upload() -> None:
@@ -85,8 +100,9 @@ def load_upload() -> None:
     if upload is None:
         return
     try:
-        text = upload.getvalue().decode("utf-8")
-        load_experiment(Experiment.from_text(text, upload.name))
+        exp = experiment_from_data(parse_json(upload.getvalue().decode("utf-8"), "the file"))
+        load_experiment(exp)
         st.session_state.pop("load_error", None)
-    except (ValueError, UnicodeDecodeError) as exc:
-        st.session_state["load_error"] = f"{upload.name} was not loaded: {exc}"
+    except Exception as exc:  # whatever a file does, it is a message, never a traceback
+        problem = f"{md(upload.name)} was not loaded: {md(describe(exc))}"
+        st.session_state["load_error"] = problem
