@@ -1,7 +1,10 @@
 """Presets: named schemes that ship with initlab, each with a one-line "why" and its source.
 
 A preset is built for a model's activation (the nonlinearity name its gain comes from), so
-"Kaiming" on a tanh MLP uses tanh's gain. Presets select layers by family and, where a recipe
+"Kaiming" on a tanh MLP uses tanh's gain. The papers' own schemes stay as published: Xavier is
+Glorot & Bengio's gain 1 (as in Keras and JAX), and the activation-gain variants are presets of
+their own. On SELU every activation gain is `linear` (1), as torch's calculate_gain docs say
+self-normalizing networks need. Presets select layers by family and, where a recipe
 singles some out, by the module names the original code uses (GPT-2's `*.c_proj`, torchvision's
 `*.bn2`), so they apply to those models in the wild, not only to initlab's zoo.
 """
@@ -32,10 +35,23 @@ class Preset:
         return Scheme.from_dict({"name": self.title, "rules": rules}, f"preset {self.name}")
 
 
+# torch's calculate_gain docs: for self-normalizing networks use nonlinearity='linear', not
+# 'selu'. SELU's fixed point at variance 1 needs weights of variance 1/fan_in; the 3/4 of
+# calculate_gain('selu') gives 9/16 of that, and a deep SELU MLP shrinks (×0.90 per layer over
+# 30 layers, to a variance near 0.02).
+SELF_NORMALIZING = {"selu": "linear"}
+
+
+def gain_name(activation: str) -> str:
+    """The nonlinearity name a preset's gain uses for this activation."""
+    return SELF_NORMALIZING.get(activation, activation)
+
+
 def _kaiming_nonlinearity(activation: str) -> dict:
-    if activation == "leaky_relu":
+    name = gain_name(activation)
+    if name == "leaky_relu":
         return {"nonlinearity": "leaky_relu", "a": 0.01}
-    return {"nonlinearity": activation, "a": 0.0}
+    return {"nonlinearity": name, "a": 0.0}
 
 
 def _all_weighted(weight: dict, bias: dict | str = "zeros") -> list[dict]:
@@ -54,8 +70,18 @@ def _kaiming(mode: str) -> Callable[[str], list[dict]]:
     return rules
 
 
-def _xavier(kind: str) -> Callable[[str], list[dict]]:
-    return lambda act: _all_weighted({"method": f"xavier_{kind}", "gain": act})
+def _xavier(kind: str, with_gain: bool) -> Callable[[str], list[dict]]:
+    """Glorot & Bengio's scheme (gain 1), or torch's usage with the activation's gain."""
+
+    def rules(act: str) -> list[dict]:
+        gain = gain_name(act) if with_gain else 1.0
+        return _all_weighted({"method": f"xavier_{kind}", "gain": gain})
+
+    return rules
+
+
+def _orthogonal(act: str) -> list[dict]:
+    return _all_weighted({"method": "orthogonal", "gain": gain_name(act)})
 
 
 def _plain(weight: dict | str) -> Callable[[str], list[dict]]:
@@ -108,25 +134,38 @@ _ENTRIES = [
            "the classic two-step recipe: Conv2d xavier_normal, BatchNorm2d 1/0, Linear N(0, 0.01)",
            "the PyTorch weight-initialization recipe this tool grew from", _recipe),
     Preset("kaiming_normal", "Kaiming normal",
-           "keeps forward variance constant through rectifiers: std = gain/√fan_in",
+           "keeps forward variance constant through rectifiers: std = gain/√fan_in; on SELU "
+           "the 'linear' gain, as torch's docs advise (calculate_gain('selu') = 3/4 shrinks "
+           "the signal layer after layer)",
            "He et al. 2015, Delving Deep into Rectifiers", _kaiming("fan_in")),
     Preset("kaiming_normal_fan_out", "Kaiming normal (fan_out)",
-           "keeps backward (gradient) variance constant: std = gain/√fan_out",
+           "keeps backward (gradient) variance constant: std = gain/√fan_out "
+           "(on SELU the 'linear' gain 1, as torch's docs advise)",
            "He et al. 2015; torchvision's ResNet init", _kaiming("fan_out")),
     Preset("xavier_normal", "Xavier normal",
-           "balances forward and backward variance: std = gain·√(2/(fan_in+fan_out))",
-           "Glorot & Bengio 2010, with torch's calculate_gain for the model's activation",
-           _xavier("normal")),
+           "the paper's scheme, gain 1: std = √(2/(fan_in+fan_out)), derived for linear "
+           "units (it halves the variance per ReLU layer)",
+           "Glorot & Bengio 2010 (as in Keras glorot_normal and JAX)", _xavier("normal", False)),
     Preset("xavier_uniform", "Xavier uniform",
-           "as Xavier normal, uniform: bound = gain·√(6/(fan_in+fan_out))",
-           "Glorot & Bengio 2010, with torch's calculate_gain for the model's activation",
-           _xavier("uniform")),
+           "the paper's scheme, gain 1: U(±√(6/(fan_in+fan_out)))",
+           "Glorot & Bengio 2010, eq. 16 (as in Keras glorot_uniform and JAX)",
+           _xavier("uniform", False)),
+    Preset("xavier_normal_gain", "Xavier normal (activation gain)",
+           "Xavier normal times the activation's calculate_gain: std = "
+           "gain·√(2/(fan_in+fan_out)) (on SELU the 'linear' gain)",
+           "Glorot & Bengio 2010; the gain is PyTorch's usage (torch.nn.init docs)",
+           _xavier("normal", True)),
+    Preset("xavier_uniform_gain", "Xavier uniform (activation gain)",
+           "Xavier uniform times the activation's calculate_gain: bound = "
+           "gain·√(6/(fan_in+fan_out)) (on SELU the 'linear' gain)",
+           "Glorot & Bengio 2010; the gain is PyTorch's usage (torch.nn.init docs)",
+           _xavier("uniform", True)),
     Preset("lecun_normal", "LeCun normal",
            "std = 1/√fan_in (truncated normal): what SELU self-normalization assumes",
            "LeCun et al. 1998; Klambauer et al. 2017", _plain("lecun_normal")),
     Preset("orthogonal", "Orthogonal",
            "orthogonal weights with the activation's gain: dynamical isometry in deep nets",
-           "Saxe et al. 2013", lambda act: _all_weighted({"method": "orthogonal", "gain": act})),
+           "Saxe et al. 2013", _orthogonal),
     Preset("gpt2", "GPT-2",
            "N(0, 0.02) for Linear/Conv1D/Embedding; residual projections *.c_proj × "
            "1/√(2·n_layers), so the residual stream's variance does not grow with depth",

@@ -66,9 +66,9 @@ def fans(w: torch.Tensor) -> tuple[int, int]:
 
 def test_the_presets_are_the_ones_promised():
     assert set(PRESETS) == {
-        "pytorch_default", "recipe", "xavier_uniform", "xavier_normal", "kaiming_normal",
-        "kaiming_normal_fan_out", "lecun_normal", "orthogonal", "gpt2", "zero_init_residual",
-        "zeros", "too_small", "too_large",
+        "pytorch_default", "recipe", "xavier_uniform", "xavier_normal", "xavier_uniform_gain",
+        "xavier_normal_gain", "kaiming_normal", "kaiming_normal_fan_out", "lecun_normal",
+        "orthogonal", "gpt2", "zero_init_residual", "zeros", "too_small", "too_large",
     }  # fmt: skip
 
 
@@ -114,9 +114,10 @@ def test_recipe_gives_conv_xavier_normal_and_linear_normal_001():
 
 
 @pytest.mark.parametrize(("kind", "std_of_bound"), [("normal", 1.0), ("uniform", math.sqrt(3))])
-def test_xavier_uses_the_gain_of_the_models_activation(kind, std_of_bound):
+def test_xavier_gain_uses_the_gain_of_the_models_activation(kind, std_of_bound):
+    # xavier_normal / xavier_uniform themselves are the paper's gain 1: test_presets_papers.py
     p = params(init({"name": "mlp", "bias": True, "depth": 2, "width": 256, "activation": "tanh"},
-                    f"xavier_{kind}"))  # fmt: skip
+                    f"xavier_{kind}_gain"))  # fmt: skip
     w = p["fc2.weight"]
     std = 5 / 3 * math.sqrt(2.0 / sum(fans(w)))  # calculate_gain("tanh") = 5/3
     assert_std(w, std, rel=0.02)

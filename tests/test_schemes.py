@@ -362,8 +362,9 @@ def test_every_preset_builds_and_applies(name, activation):
 def test_preset_gains_follow_the_activation():
     t = preset("kaiming_normal", activation="tanh").rules[0].weight
     assert t.gain() == pytest.approx(5 / 3)
-    x = preset("xavier_normal", activation="relu").rules[0].weight
+    x = preset("xavier_normal_gain", activation="relu").rules[0].weight
     assert x.gain() == pytest.approx(math.sqrt(2))
+    assert preset("xavier_normal", activation="relu").rules[0].weight.gain() == 1.0  # the paper
     lr = preset("kaiming_normal", activation="leaky_relu").rules[0].weight
     assert lr.gain() == pytest.approx(math.sqrt(2 / (1 + 0.01**2)))
     with pytest.raises(ValueError, match="unknown preset"):
