@@ -1,18 +1,25 @@
 """Reductions of one tensor to a handful of numbers and a fixed-bin histogram.
 
 Built for the probe's hot path, where it runs on every layer output and gradient:
-- the variance is E[x²] − mean² from a BLAS dot product (no temporary), with an exact two-pass
-  fallback when that would cancel (|mean| ≫ std); torch's `var_mean` is a serial Welford loop
-  that costs more than the layer's own matmul on a CPU;
-- the histogram is bin indices + `bincount` (2.5× faster than `torch.histc` on a CPU);
+- the variance is E[x²] − mean² from a BLAS dot product (no temporary); torch's `var_mean` is
+  a serial Welford loop that costs more than the layer's own matmul on a CPU;
+- that fast path is taken only where it is exact enough. When E[x²] overflows or underflows
+  (a 24-layer MLP under N(0, 1) weights reaches 1e35, under N(0, 0.01) 1e-24: both square out of
+  float32's range), or E[x²] − mean² would cancel (|mean| ≫ std), the moments come from an exact
+  two-pass fallback in float64, rescaled by a power of two so that float64 data at 1e±300 does
+  not over- or underflow either;
+- float64 input is reduced in float64 (a float32 copy would turn 1e300 into inf, 1e-300 into 0);
+- the histogram is bin indices + `bincount` (2.5× faster than `torch.histc` on a CPU), computed
+  in float32 when that is exact to 0.4% of a bin, in rescaled float64 otherwise;
 - anything that needs a temporary works in chunks of CHUNK elements, so the probe's extra
   memory stays a few MB however large the activation is;
-- everything is read back with one `.tolist()` (one device sync).
+- the fast path reads everything back with one `.tolist()` (one device sync).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,13 +27,34 @@ import torch
 
 BINS = 64
 ROBUST_STDS = 6.0  # histogram range: mean ± 6 std, cut to [min, max]; outliers go to edge bins
-CHUNK = 1 << 20  # elements per temporary (4 MB of float32)
-CANCELLATION = 1e-3  # below var/E[x²] = 1e-3, E[x²] − mean² has lost 3 of float32's 7 digits
+CHUNK = 1 << 20  # elements per temporary (4 MB of float32, 8 MB of float64)
+# E[x²] − mean² multiplies the float32 sums' relative error (~3e-7) by E[x²]/var: below
+# var/E[x²] = 1e-2 (|mean| > 10 std) that is past 1e-5, and the exact fallback takes over.
+CANCELLATION = 1e-2
+# One float32 dot product accumulates its error with length (3e-7 at 2**17 elements, 6e-5 at
+# 2**22): longer tensors are dotted in blocks of this size, the blocks summed in float64.
+DOT_BLOCK = 1 << 17
+# The fast path needs E[x²] this many times above the dtype's smallest normal number: each
+# product that underflows loses at most half a subnormal ulp (the smallest normal where
+# subnormals are flushed to zero), so underflow adds a relative error below 2**-48 (2**-24
+# flushed), under float32's own rounding.
+UNDERFLOW_MARGIN = 2.0**24
+# Bin indices in float32 only while they stay below 2**16: their rounding error is then at most
+# 2**16 · 2**-24 ≈ 0.4% of a bin. The scale bins/(hi − lo) must be a normal float32 (no inf).
+FLOAT32_INDEX_LIMIT = 2.0**16
+FLOAT32_SCALE_RANGE = (2.0**-100, 2.0**100)
+MIN_BIN_ULPS = 4  # a bin is at least 4 ulps of the range's magnitude wide: edges strictly increase
+FLOAT_MAX = sys.float_info.max
+FLOAT32_TINY, FLOAT64_TINY = torch.finfo(torch.float32).tiny, sys.float_info.min  # normal
 
 
 @dataclass(frozen=True)
 class Summary:
-    """The statistics of one tensor (over all its elements; variance with correction 0)."""
+    """The statistics of one tensor (over all its elements; variance with correction 0).
+
+    Every field is a Python float (float64). For float64 data beyond 1e±154 the variance itself
+    may round to inf or 0 while the std is still exact (1e300² does not fit in a float64).
+    """
 
     mean: float
     var: float
@@ -38,28 +66,44 @@ class Summary:
     high: float = math.nan
 
 
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """`x` flat, in the dtype it is reduced in: float64 and wide integers in float64 (range,
+    and integers exact up to 2**53), everything else in float32."""
+    x = x.detach().reshape(-1)
+    if x.dtype in (torch.float64, torch.int64, torch.int32):
+        return x.to(torch.float64)
+    return x.float()
+
+
 def _chunks(x: torch.Tensor) -> Iterator[torch.Tensor]:
     flat = x.reshape(-1)
     for start in range(0, flat.numel(), CHUNK):
         yield flat[start : start + CHUNK]
 
 
+def _chunk_sum(terms: list[torch.Tensor]) -> torch.Tensor:
+    """Sum of per-chunk 0-d results; in float64 when there are several, because a float32
+    running total of counts is exact only below 2**24."""
+    return terms[0] if len(terms) == 1 else torch.stack(terms).double().sum()
+
+
 def _nonzero(x: torch.Tensor) -> torch.Tensor:
-    """Count of non-zero elements. |sign(x)| summed in float32 chunks (exact below 2**24 per
-    chunk) is the fastest way on a CPU: count_nonzero is ~100× slower on ReLU outputs."""
-    return sum(c.sign().abs_().sum() for c in _chunks(x))
+    """Count of non-zero elements. |sign(x)| summed in chunks (exact below 2**24 per chunk) is
+    the fastest way on a CPU: count_nonzero is ~100× slower on ReLU outputs."""
+    return _chunk_sum([c.sign().abs_().sum() for c in _chunks(x)])
+
+
+def _sum_of_squares(x: torch.Tensor) -> torch.Tensor:
+    """Σx² by BLAS dot products (no temporary), one per DOT_BLOCK elements."""
+    if x.numel() <= DOT_BLOCK:
+        return torch.dot(x, x)
+    return _chunk_sum([torch.dot(b, b) for b in x.split(DOT_BLOCK)])
 
 
 def _saturated(x: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
     margin = 0.01 * (bounds[1] - bounds[0])
     lo, hi = bounds[0] + margin, bounds[1] - margin
-    return sum(((c <= lo) | (c >= hi)).sum() for c in _chunks(x))
-
-
-def _exact_var(x: torch.Tensor, mean: float) -> float:
-    """Two-pass variance, for when E[x²] − mean² would cancel."""
-    total = sum(float((c - mean).square().sum()) for c in _chunks(x))
-    return total / x.numel()
+    return _chunk_sum([((c <= lo) | (c >= hi)).sum() for c in _chunks(x)])
 
 
 def summarize(x: torch.Tensor, bounds: tuple[float, float] | None = None) -> Summary:
@@ -68,60 +112,198 @@ def summarize(x: torch.Tensor, bounds: tuple[float, float] | None = None) -> Sum
     `bounds` are a bounded activation's (low, high); an output within 1% of the range from a
     bound counts as saturated. Without bounds, frac_saturated is NaN.
     """
-    x = x.detach().float().reshape(-1)
+    x = _flat(x)
     n = x.numel()
     if n == 0:
         return Summary(math.nan, math.nan, math.nan, math.nan, math.nan, 0)
-    parts = [x.sum(), torch.dot(x, x), n - _nonzero(x), *torch.aminmax(x)]
+    parts = [x.sum(), _sum_of_squares(x), n - _nonzero(x), *torch.aminmax(x)]
     if bounds is not None:
         parts.append(_saturated(x, bounds))
     values = torch.stack([p.double() for p in parts]).tolist()
-    mean, ex2 = values[0] / n, values[1] / n
-    var = ex2 - mean * mean
-    if math.isfinite(var) and var < CANCELLATION * ex2:
-        var = _exact_var(x, mean)
-    nonfinite, zeros = (0, values[2]) if math.isfinite(ex2) else _count_nonfinite(x)
+    total, squares, zeros, low, high = values[:5]
+    # A finite sum or sum of squares proves every element finite (inf and NaN propagate);
+    # both infinite may be overflow alone (1e20² in float32), so count.
+    all_finite = math.isfinite(squares) or math.isfinite(total)
+    nonfinite, zeros = (0, zeros) if all_finite else _count_nonfinite(x)
     if nonfinite:
-        mean, var = _nonfinite_moments(x, mean)
+        mean, var = _nonfinite_moments(x)
+        std = math.sqrt(var) if var >= 0 else math.nan
+    else:
+        mean, var, std = _finite_moments(x, total / n, squares / n, low, high)
     saturated = values[5] / n if bounds is not None else math.nan
-    std = math.sqrt(var) if var >= 0 else math.nan
-    return Summary(mean, var, std, zeros / n, saturated, nonfinite, values[3], values[4])
+    return Summary(mean, var, std, zeros / n, saturated, nonfinite, low, high)
+
+
+def _finite_moments(
+    x: torch.Tensor, mean: float, ex2: float, low: float, high: float
+) -> tuple[float, float, float]:
+    """Mean, variance and std of an all-finite `x`: from the fast sums where they are exact
+    enough; when float32 squares left the range, from the same fast sums on x / 2**k (exact,
+    a power of two, with 2**k > max |x|), which are in range; otherwise the exact fallback."""
+    if low == high:  # a constant: exact, where sum/n could round
+        return low, 0.0, 0.0
+    var = ex2 - mean * mean
+    if _in_range(ex2, x.dtype) and var >= CANCELLATION * ex2:  # the common case
+        return mean, var, math.sqrt(var)
+    magnitude, k = max(abs(low), abs(high)), 0
+    if x.dtype == torch.float32 and not _in_range(ex2, x.dtype):
+        k = math.frexp(magnitude)[1]
+        mean, ex2 = _scaled_sums(x, -k)
+        var = ex2 - mean * mean
+        if var >= CANCELLATION * ex2:
+            return math.ldexp(mean, k), math.ldexp(var, 2 * k), math.ldexp(math.sqrt(var), k)
+    # The fast mean is a good shift unless the float32 sum overflowed (n·|x| > 3.4e38).
+    shift = math.ldexp(mean, k) if math.isfinite(mean) else None
+    return _exact_moments(x, magnitude, shift)
+
+
+def _in_range(ex2: float, dtype: torch.dtype) -> bool:
+    """Whether a fast E[x²] is neither overflowed nor too close to underflow to trust."""
+    smallest = FLOAT32_TINY if dtype == torch.float32 else FLOAT64_TINY
+    return smallest * UNDERFLOW_MARGIN <= ex2 < math.inf
+
+
+def _scaled_sums(x: torch.Tensor, e: int) -> tuple[float, float]:
+    """Mean and E[y²] of y = x·2**e, by the fast path's float32 sums, chunk by chunk."""
+    sums, squares = [], []
+    for c in _chunks(x):
+        y = _scaled(c, e, x.dtype)
+        sums.append(y.sum())
+        squares.append(_sum_of_squares(y))
+    values = torch.stack([_chunk_sum(sums), _chunk_sum(squares)]).double().tolist()
+    return values[0] / x.numel(), values[1] / x.numel()
+
+
+def _exact_moments(
+    x: torch.Tensor, magnitude: float, shift: float | None
+) -> tuple[float, float, float]:
+    """Mean and variance in float64 by the corrected two-pass formula on d = x − shift:
+    var = (Σd² − (Σd)²/n) / n is exact for any shift and accurate for one near the mean, so
+    the fast path's mean saves the first pass. float64 data is first divided by 2**k > max |x|,
+    so that neither sums nor squares overflow, and a square that underflows is below 2**-1022
+    of the largest; float32 data needs no scaling, float64 has the range for its squares."""
+    k = math.frexp(magnitude)[1] if x.dtype == torch.float64 else 0
+    n = x.numel()
+    if shift is None:
+        shift = math.ldexp(float(_chunk_sum([_scaled(c, -k).sum() for c in _chunks(x)])) / n, k)
+    shift_k = math.ldexp(shift, -k)
+    sums = [(d.sum(), torch.dot(d, d)) for d in _deviation_chunks(x, -k, shift_k)]
+    d1, d2 = (float(_chunk_sum(list(s))) for s in zip(*sums, strict=True))
+    var = max(d2 - d1 * d1 / n, 0.0) / n
+    # Scaled, |mean| and std are below 1, but may round up to it: 2**1024 overflows
+    return _ldexp(shift_k + d1 / n, k), _ldexp(var, 2 * k), _ldexp(math.sqrt(var), k)
+
+
+def _deviation_chunks(x: torch.Tensor, e: int, shift: float) -> Iterator[torch.Tensor]:
+    """x·2**e − shift, one chunk-sized float64 temporary at a time."""
+    for c in _chunks(x):
+        yield _scaled(c, e).sub_(shift)
+
+
+def _scaled(c: torch.Tensor, e: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """c·2**e as a new `dtype` temporary. Multiplying by a power of two is exact; it takes
+    several factors to reach 2**±1074 (float64 subnormals) or 2**±149 (float32 ones) where a
+    single 2**e would overflow the dtype."""
+    # 2**±126 (±1022) are the widest powers of two that are normal numbers of the dtype.
+    factors = _pow2_factors(e, math.frexp(torch.finfo(dtype).max)[1] - 2)
+    same = c.dtype == dtype and bool(factors)
+    out = torch.mul(c, factors.pop()) if same else c.to(dtype, copy=True)
+    for factor in factors:
+        out.mul_(factor)
+    return out
+
+
+def _pow2_factors(e: int, limit: int) -> list[float]:
+    """Powers of two, each within 2**±limit, whose product is 2**e."""
+    if e == 0:
+        return []
+    count = -(-abs(e) // limit)  # ceiling division
+    step, extra = divmod(e, count)
+    return [math.ldexp(1.0, step + 1)] * extra + [math.ldexp(1.0, step)] * (count - extra)
+
+
+def _ldexp(value: float, e: int) -> float:
+    """value·2**e, inf when that overflows a float64 (math.ldexp raises instead)."""
+    try:
+        return math.ldexp(value, e)
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 def _count_nonfinite(x: torch.Tensor) -> tuple[int, int]:
-    """Non-finite and zero counts, exactly: only reached when the sum of squares is not
-    finite (otherwise there is no inf or NaN), where |sign(x)| would count NaN wrong."""
-    return int(x.numel() - torch.isfinite(x).sum()), int((x == 0).sum())
+    """Non-finite and zero counts, exactly: only reached when neither the sum nor the sum of
+    squares is finite (otherwise there is no inf or NaN), where |sign(x)| would count NaN
+    wrong."""
+    finite = _chunk_sum([torch.isfinite(c).sum() for c in _chunks(x)])
+    zeros = _chunk_sum([(c == 0).sum() for c in _chunks(x)])
+    return int(x.numel() - finite), int(zeros)
 
 
-def _nonfinite_moments(x: torch.Tensor, mean: float) -> tuple[float, float]:
+def _nonfinite_moments(x: torch.Tensor) -> tuple[float, float]:
     """With inf/NaN present the moments are what torch says (inf or NaN), not E[x²] − mean²."""
     var, m = torch.var_mean(x, correction=0)
     return float(m), float(var)
 
 
-def histogram_range(summary: Summary) -> tuple[float, float]:
-    """A robust range for the histogram: mean ± 6 std, cut to [min, max]."""
+def histogram_range(summary: Summary, bins: int = BINS) -> tuple[float, float]:
+    """A robust range for the histogram: mean ± 6 std, cut to [min, max]; finite, and wide
+    enough for `bins` strictly increasing edges."""
     lo, hi = summary.low, summary.high
-    if math.isfinite(summary.std):
+    if math.isfinite(summary.std):  # mean ± 6 std may overflow to ±inf: min/max drop it
         lo = max(lo, summary.mean - ROBUST_STDS * summary.std)
         hi = min(hi, summary.mean + ROBUST_STDS * summary.std)
     if not hi > lo:  # a constant tensor: a unit-wide window around its value
         centre = lo if math.isfinite(lo) else 0.0
         half = max(abs(centre), 1.0) * 0.5
         lo, hi = centre - half, centre + half
-    return lo, hi
+    return _widened(max(lo, -FLOAT_MAX), min(hi, FLOAT_MAX), bins)
+
+
+def _widened(lo: float, hi: float, bins: int) -> tuple[float, float]:
+    """[lo, hi], widened around its centre when its bins would be narrower than a few ulps
+    (then two edges could round to the same float). Halves, so hi − lo cannot overflow."""
+    half = bins * MIN_BIN_ULPS * math.ulp(max(abs(lo), abs(hi)))
+    if hi / 2 - lo / 2 >= half:
+        return lo, hi
+    centre = lo / 2 + hi / 2
+    return max(centre - half, -FLOAT_MAX), min(centre + half, FLOAT_MAX)
 
 
 def _bin_counts(x: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
     """Counts per bin of finite `x`; values outside [lo, hi] land in the edge bins."""
-    scale = bins / (hi - lo)
     counts = torch.zeros(bins, dtype=torch.int64, device=x.device)
-    for c in _chunks(x):
-        # One temporary, then in place: (c - lo) * scale, cut to [0, bins - 1], truncated.
-        index = torch.mul(c, scale).sub_(lo * scale).clamp_(0, bins - 1).to(torch.int32)
+    for index in _bin_indices(x, lo, hi, bins):
         counts += torch.bincount(index, minlength=bins)
     return counts
+
+
+def _bin_indices(x: torch.Tensor, lo: float, hi: float, bins: int) -> Iterator[torch.Tensor]:
+    """Bin index per element, chunk by chunk: in float32 where that is exact enough (the common
+    case, and the fastest), else in float64 on x / 2**k, with 2**k > max(|lo|, |hi|), where
+    neither hi − lo nor bins / (hi − lo) can over- or underflow. An outlier whose index
+    overflows becomes ±inf, which the clamp sends to an edge bin."""
+    scale = bins / (hi - lo) if x.dtype == torch.float32 else math.nan
+    low_scale, high_scale = FLOAT32_SCALE_RANGE
+    if low_scale <= scale <= high_scale and max(abs(lo), abs(hi)) * scale <= FLOAT32_INDEX_LIMIT:
+        for c in _chunks(x):
+            # One temporary, then in place: (c - lo) * scale, cut to [0, bins - 1], truncated.
+            yield torch.mul(c, scale).sub_(lo * scale).clamp_(0, bins - 1).to(torch.int32)
+        return
+    k = math.frexp(max(abs(lo), abs(hi)))[1]
+    lo_k, hi_k = math.ldexp(lo, -k), math.ldexp(hi, -k)
+    scale_k = bins / (hi_k - lo_k)
+    for c in _chunks(x):
+        yield _scaled(c, -k).sub_(lo_k).mul_(scale_k).clamp_(0, bins - 1).to(torch.int32)
+
+
+def _edges(lo: float, hi: float, bins: int) -> list[float]:
+    """bins + 1 evenly spaced edges from lo to hi, spaced on lo / 2**k .. hi / 2**k so that the
+    step (hi − lo) / bins neither overflows (±1e308) nor underflows (subnormals)."""
+    if math.isfinite(hi - lo) and (hi - lo) / bins >= sys.float_info.min:  # the common case
+        return torch.linspace(lo, hi, bins + 1, dtype=torch.float64).tolist()
+    k = math.frexp(max(abs(lo), abs(hi)))[1]
+    scaled = torch.linspace(math.ldexp(lo, -k), math.ldexp(hi, -k), bins + 1, dtype=torch.float64)
+    return [math.ldexp(e, k) for e in scaled.tolist()]
 
 
 def histogram(
@@ -131,14 +313,13 @@ def histogram(
 
     Pass the tensor's `summary` when it is already computed, to save the reductions.
     """
-    x = x.detach().float().reshape(-1)
+    x = _flat(x)
     if summary is None or summary.nonfinite:
         if summary is not None or not bool(torch.isfinite(x).all()):
             x = x[torch.isfinite(x)]
         if x.numel() == 0:
             return [0.0] * (bins + 1), [0.0] * bins
         summary = summarize(x)
-    lo, hi = histogram_range(summary)
+    lo, hi = histogram_range(summary, bins)
     counts = _bin_counts(x, lo, hi, bins)
-    edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
-    return edges.tolist(), [float(c) for c in counts.tolist()]
+    return _edges(lo, hi, bins), [float(c) for c in counts.tolist()]

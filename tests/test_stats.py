@@ -86,6 +86,40 @@ def test_summarize_integer_and_float64_inputs():
     assert summarize(d).var == pytest.approx(float(d.var(unbiased=False)), rel=1e-5)
 
 
+def test_summarize_wide_integers_exactly():
+    x = torch.tensor([2**40, 2**40 + 1, 2**40 + 2])  # int64 beyond float32's 2**24
+    s = summarize(x)
+    assert s.mean == 2**40 + 1
+    assert s.var == pytest.approx(2 / 3, rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e100])
+def test_summarize_reduces_float64_in_float64(scale):
+    d = rand(4000, seed=4).double() * scale  # as float32: var 0 or inf
+    a = d.numpy()
+    s = summarize(d)
+    assert s.var == pytest.approx(a.var(), rel=1e-10)
+    assert s.std == pytest.approx(a.std(), rel=1e-10)
+    assert s.mean == pytest.approx(a.mean(), rel=1e-10, abs=1e-10 * a.std())
+
+
+@pytest.mark.parametrize(("shift", "scale"), [(1e4, 3e-3), (1.0, 1e-6), (10.0, 1.0)])
+def test_summarize_large_mean_small_spread(shift, scale):
+    # E[x²] − mean² would cancel 4 to 15 digits here: the exact fallback must take over
+    x = rand(4096, seed=5, scale=scale, shift=shift)
+    a = x.numpy().astype(np.float64)
+    assert summarize(x).var == pytest.approx(a.var(), rel=1e-9)
+
+
+def test_summarize_long_tensor_keeps_float32_precision():
+    # one float32 dot product over 4M elements is off by ~6e-5; blocked, ~1e-7
+    x = rand(1 << 22, seed=6)
+    for t in (x, x.relu()):
+        a = t.numpy().astype(np.float64)
+        assert summarize(t).var == pytest.approx(a.var(), rel=2e-6)
+        assert summarize(t).frac_zero == np.mean(a == 0.0)
+
+
 def np_histogram(x: torch.Tensor, edges: list[float]) -> np.ndarray:
     a = x.numpy().astype(np.float64)
     a = a[np.isfinite(a)]
