@@ -144,3 +144,92 @@ def test_verdict_degenerate_tables():
     no_weights = make_layers({"s": [1.0, 1.0]}).assign(role="activation")
     assert verdicts(no_weights) == {"s": "no layers with weights to judge"}
     assert verdicts(make_layers({"s": [1.0]}).iloc[:0]) == {}
+
+
+# ---------------------------------------------------------------- honest verdicts (issue 10)
+
+
+def per_seed_layers(factors: list[float], depth: int = 8, role: str = "weight") -> pd.DataFrame:
+    """One scheme; seed i's variance is factors[i] ** depth (a clean per-seed trend)."""
+    rows = []
+    for seed, f in enumerate(factors):
+        for d in range(depth):
+            rows.append({"scheme": "s", "seed": seed, "order": d, "layer": f"l{d}",
+                         "type": "Linear", "role": role, "act_mean": 0.0,
+                         "act_var": f ** (d + 1) if role == "weight" else 1.0 + f * d,
+                         "frac_zero": 0.0, "frac_saturated": np.nan, "nonfinite": 0,
+                         "grad_var": np.nan})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_trend_is_called_only_when_every_seed_shows_it():
+    disagree = verdicts(per_seed_layers([0.91, 0.97]))["s"]
+    assert disagree.startswith("activations show no trend the seeds agree on (×0.94"), disagree
+    assert "seeds 0.91–0.97" in disagree
+    agree = verdicts(per_seed_layers([0.49, 0.51]))["s"]
+    assert agree.startswith("activations shrink ×0.501 per layer (seeds 0.49–0.51)"), agree
+    flat = verdicts(per_seed_layers([0.99, 1.01]))["s"]
+    assert flat.startswith("activations stay flat (×1.00 per layer, seeds 0.99–1.01)"), flat
+
+
+def test_the_factor_comes_from_the_seeds_mean_variance_not_their_ratios():
+    # seed 0 flat at 1, seed 1 flat at 100: each seed's ratio is 1, and so is the mean's trend
+    rows = per_seed_layers([1.0, 1.0])
+    rows.loc[rows["seed"] == 1, "act_var"] = 100.0
+    assert "×1.00 per layer" in verdicts(rows)["s"]
+
+
+def test_saturation_is_the_story_when_units_are_saturated():
+    layers = make_layers({"s": [1.0, 1.0, 1.0]})
+    layers["frac_saturated"] = 0.88
+    said = verdicts(layers)["s"]
+    assert said.startswith("saturated: 88% of bounded activations sit at their bounds"), said
+
+
+def test_a_constant_input_is_blamed_on_the_input():
+    said = verdicts(make_layers({"a": [0.0, 0.0], "b": [1.0, 1.0]}), 0.0)
+    assert all(v.startswith("the input is constant (variance 0)") for v in said.values())
+
+
+def test_blocks_are_judged_by_their_increment_per_block():
+    said = verdicts(per_seed_layers([0.1, 0.12], role="block"))["s"]
+    assert said.startswith("the residual stream grows +0.11 per block (linear, seeds +0.1–+0.12)")
+    assert "0.11× l0's variance per block: 1 at l0 → 1.77 at l7" in said
+
+
+def _params(zeroed: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([{"scheme": "s", "seed": 0, "param": f"{layer}.weight", "layer": layer,
+                          "mean": 0.0, "std": 0.0 if layer in zeroed else 0.1}
+                         for layer in ("fc1", "fc2")])  # fmt: skip
+
+
+def _chain(**columns) -> pd.DataFrame:
+    base = {"scheme": "s", "seed": 0, "act_mean": 0.0, "frac_saturated": np.nan, "nonfinite": 0}
+    names = [("fc1", "Linear", "weight"), ("act1", "ReLU", "activation"),
+             ("fc2", "Linear", "weight"), ("act2", "ReLU", "activation")]  # fmt: skip
+    rows = [{**base, "order": i, "layer": n, "type": t, "role": r} for i, (n, t, r) in
+            enumerate(names)]  # fmt: skip
+    return pd.DataFrame(rows).assign(**columns)
+
+
+def test_zero_by_design_is_not_dead_and_dead_is_per_unit():
+    zeros = _chain(act_var=[0.0, 0.0, 1.0, 0.5], frac_zero=[1.0, 1.0, 0.0, 0.5],
+                   frac_dead=[1.0, 1.0, 0.0, 0.6], grad_var=1.0)  # fmt: skip
+    table = layer_health(zeros, params=_params(["fc1"]))
+    assert list(table["status"]) == ["zero by design", "zero by design", "ok", "dead"]
+    # without the params table nothing says it was on purpose
+    assert list(layer_health(zeros)["status"])[:2] == ["dead", "dead"]
+    half_zero = _chain(act_var=1.0, frac_zero=0.5, frac_dead=0.0, grad_var=1.0)
+    assert set(layer_health(half_zero)["status"]) == {"ok"}  # ReLUs off half the time: alive
+
+
+def test_gradients_are_flagged_against_the_outputs_gradient():
+    table = layer_health(_chain(act_var=1.0, frac_zero=0.0, frac_dead=0.0,
+                                grad_var=[1e-9, 1.0, 1e9, 1.0]))  # fmt: skip
+    assert list(table["status"]) == ["vanishing gradients", "ok", "exploding gradients", "ok"]
+
+
+def test_activations_are_judged_against_the_input_variance():
+    layers = _chain(act_var=[4e-6, 4e-6, 4e-6, 4e-6], frac_zero=0.0, frac_dead=0.0, grad_var=1.0)
+    assert set(layer_health(layers, input_var=1.0)["status"]) == {"ok"}
+    assert set(layer_health(layers, input_var=100.0)["status"]) == {"vanishing"}
