@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ from pydantic import (
 from torch import nn
 
 from initlab.csvout import write_csv
+from initlab.gotchas import WarningCollector, empty_table
 from initlab.models import MODELS, normalize_model_spec
 from initlab.params import MAX_MAGNITUDE, shown
 from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, probe
@@ -368,6 +369,8 @@ class Results:
     layers: pd.DataFrame
     params: pd.DataFrame
     histograms: pd.DataFrame
+    # scheme, check, level, message: initlab.gotchas, on each scheme's first-seed model
+    warnings: pd.DataFrame = field(default_factory=empty_table)
 
     def write_csv(self, folder: str | Path) -> list[Path]:
         folder = Path(folder)
@@ -406,12 +409,14 @@ def run(exp: Experiment, progress: Progress | None = None) -> Results:
     device = resolve_device(exp.device)
     parts: dict[str, list[pd.DataFrame]] = {"layers": [], "params": [], "histograms": []}
     total, done = len(exp.seeds) * len(exp.schemes), 0
+    found = WarningCollector()  # warnings are per scheme: the first seed's models tell
     for seed in exp.seeds:
         x = make_input(exp, seed).to(device)
         for scheme in exp.schemes:
             if progress:
                 progress(done / total, f"{scheme.name}, seed {seed}")
-            for key, frame in _run_one(exp, scheme, seed, x, device).items():
+            collector = found if seed == exp.seeds[0] else None
+            for key, frame in _run_one(exp, scheme, seed, x, device, collector).items():
                 parts[key].append(frame.assign(scheme=scheme.name, seed=seed))
             done += 1
     if progress:
@@ -420,6 +425,7 @@ def run(exp: Experiment, progress: Progress | None = None) -> Results:
         _concat(parts["layers"], LAYERS_OUT),
         _concat(parts["params"], PARAMS_OUT),
         _concat(parts["histograms"], HISTS_OUT),
+        found.table(),
     )
 
 
@@ -427,9 +433,11 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns]
 
 
-def _run_one(exp: Experiment, scheme: Scheme, seed: int, x: torch.Tensor,
-             device: torch.device) -> dict[str, pd.DataFrame]:  # fmt: skip
+def _run_one(exp: Experiment, scheme: Scheme, seed: int, x: torch.Tensor, device: torch.device,
+             found: WarningCollector | None = None) -> dict[str, pd.DataFrame]:  # fmt: skip
     model, params = build_initialized(exp, scheme, seed)
+    if found is not None:  # on the CPU, before the probe: the tensors as initialized
+        found.add(scheme, model)
     model.to(device)
     weight_hists = _weight_histograms(model, exp.bins)
     measured = _param_stats(model)

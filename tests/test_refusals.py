@@ -1118,7 +1118,10 @@ def test_every_preset_on_every_zoo_model(model: str, preset: str):
 
 # ---------------------------------------------------------------- numerics: inf, NaN, zeros
 
-DEPTH, WIDTH = 30, 64  # N(0, 1) on 64 inputs: variance ×64 per layer, past float32 by ~20
+# N(0, 1) on 64 inputs: variance ×64 per layer (×32 after a ReLU), so the *values* pass
+# float32's 3.4e38 by layer ~43 (identity) or ~51 (ReLU): really non-finite, not a statistic's
+# overflow (the statistics are exact for every finite tensor).
+DEPTH, WIDTH = 60, 64
 
 
 @pytest.fixture(scope="module", params=["identity", "relu"])
@@ -1173,9 +1176,10 @@ def test_layer_health_flags_the_first_non_finite_layer(extremes):
     after = table[table["order"] > flagged["order"].iloc[0]]
     assert not (after["status"] == "ok").any(), "nothing after an explosion is healthy"
     kaiming = health.layer_health(extremes.layers)
-    assert (
-        kaiming[kaiming["scheme"] == initlab.PRESETS["kaiming_normal"].title]["status"] == "ok"
-    ).all()
+    statuses = set(kaiming[kaiming["scheme"] == initlab.PRESETS["kaiming_normal"].title]["status"])
+    # 60 layers of width 64 on 8 samples: the samples' correlation creeps toward 1, so some
+    # ReLU units end up off for all eight (dead, per unit); the signal itself stays finite.
+    assert statuses <= {"ok", "dead"}, statuses
 
 
 def test_zeros_vanish_to_exact_zeros(extremes):
