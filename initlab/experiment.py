@@ -217,13 +217,14 @@ class Experiment(BaseModel):
         return json.dumps(self.to_dict(), indent=2)
 
     def input_variance(self) -> float | None:
-        """The input's variance (what verdicts compare with); None for token ids."""
+        """The input's variance (what verdicts compare with); None for token ids, 0 for a
+        constant input."""
         spec = self.input
         if spec.distribution == "tokens" or MODELS[self.model["name"]].tokens(self.model):
             return None
         if spec.distribution == "uniform":
             return (spec.high - spec.low) ** 2 / 12
-        return spec.std**2 or None
+        return spec.std**2  # 0 for a constant input: verdicts then blame the input
 
     def input_shape(self) -> tuple[int, ...]:
         return self.input.shape or MODELS[self.model["name"]].input_shape(self.model)

@@ -66,6 +66,12 @@ def _colors_for(frame: pd.DataFrame, colors: dict[str, str] | None) -> dict[str,
     return {**scheme_colors(scheme_order(frame)), **(colors or {})}
 
 
+# How a title names the rows a depth plot shows.
+ROLE_WORDS = {"weight": "layers with weights", "activation": "activations", "norm": "norms",
+              "block": "residual stream: block outputs", "other": "other layers",
+              "all": "every observed row"}  # fmt: skip
+
+
 def variance_by_depth(
     layers: pd.DataFrame,
     value: str = "act_var",
@@ -76,11 +82,12 @@ def variance_by_depth(
     """Median over seeds of `value` against depth, one line per scheme, min–max band, log y.
 
     `role` picks the rows ("weight": outputs of layers with weights, "activation": after the
-    nonlinearity, "all": every leaf call); depth counts those rows from 1. Values that a log
+    nonlinearity, "block": block outputs, i.e. the residual stream, "all": every observed
+    row); depth counts those rows from 1. Values that a log
     axis cannot show (<= 0, NaN, inf) become gaps.
     """
     label = _LABELS.get(value, value)
-    title = title or f"{label.capitalize()} by depth ({role} layers)"
+    title = title or f"{label.capitalize()} by depth ({ROLE_WORDS.get(role, role)})"
     rows = with_depth(layers, role)
     if rows.empty:
         return _empty(title, f"no layers with role {role!r} to plot")
@@ -102,7 +109,7 @@ def grad_variance_by_depth(
     layers: pd.DataFrame, role: str = "weight", colors: dict[str, str] | None = None
 ) -> go.Figure:
     """`variance_by_depth` for the gradient w.r.t. each layer's output."""
-    title = f"Gradient variance by depth ({role} layers)"
+    title = f"Gradient variance by depth ({ROLE_WORDS.get(role, role)})"
     # All-NaN grad_var is how the engine says it ran no backward pass.
     if not layers.empty and pd.to_numeric(layers["grad_var"], errors="coerce").isna().all():
         return _empty(title, "no gradient statistics: the backward pass is off")

@@ -419,7 +419,7 @@ def test_display_only_changes_run_no_probe_but_a_scheme_change_does() -> None:
 def test_changing_the_view_redraws_the_variance_chart() -> None:
     at = run_app()
     before = chart_spec(at, "fig_var")
-    segmented(at, "view_role").set_value("every leaf module").run()
+    segmented(at, "view_role").set_value("every observed row").run()
     assert_ok(at)
     assert chart_spec(at, "fig_var")["data"] != before["data"]
 

@@ -36,7 +36,7 @@ def _timed(at: Any, step: str, slope: float) -> tuple[float, int]:
     # AppTest's session_state supports `in` and [] but not .get
     before = at.session_state["probes_run"] if "probes_run" in at.session_state else 0  # noqa: SIM401
     if step == "display-only change":
-        at.segmented_control(key="view_role").set_value("every leaf module")
+        at.segmented_control(key="view_role").set_value("every observed row")
     elif step == "scheme change":
         at.number_input(key="s1.Linear.weight.kaiming_normal.a").set_value(slope)
     start = time.perf_counter()

@@ -162,12 +162,17 @@ def options_ui() -> dict[str, Any]:
     seed_value("backward", True)
     seed_value("mode", "train")
     seed_value("bins", field_default("bins"))
+    seed_value("dropout", field_default("dropout"))
     seeds = seeds_ui()
     backward = st.checkbox("Backward pass (gradients)", key="backward")
     mode = st.radio("Mode", ["train", "eval"], key="mode", horizontal=True,
                     help="train: BatchNorm normalizes with batch statistics")  # fmt: skip
+    dropout = st.checkbox("Dropout on", key="dropout",
+                          help="off: dropout is the identity in the probe (its noise is not "
+                          "initialization), whatever the mode")  # fmt: skip
     bins = st.number_input("Histogram bins", MIN_BINS, MAX_BINS, step=1, key="bins")
-    options = {"seeds": seeds, "backward": backward, "mode": mode, "bins": int(bins)}
+    options = {"seeds": seeds, "backward": backward, "mode": mode, "bins": int(bins),
+               "dropout": dropout}  # fmt: skip
     return {**options, "device": _device_ui()}
 
 

@@ -12,16 +12,26 @@ import streamlit as st
 
 from initlab import plots
 from initlab.codegen import to_code
+from initlab.csvout import csv_text
 from initlab.experiment import Experiment
+from initlab.health import default_role, thresholds
 from initlab.ui import views
 from initlab.ui.state import load_upload
 from initlab.ui.text import md
 
 ROLES = {
+    "residual stream (block outputs)": "block",
     "pre-activation (layers with weights)": "weight",
     "post-activation": "activation",
-    "every leaf module": "all",
+    "every observed row": "all",
 }
+
+
+def role_options(layers: pd.DataFrame) -> list[str]:
+    """The views this model has: the residual stream first (and the default) where it has
+    blocks, since that is the quantity a residual network's init is judged on."""
+    has_blocks = default_role(layers) == "block"
+    return [label for label, role in ROLES.items() if role != "block" or has_blocks]
 
 
 _HEX_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
@@ -36,9 +46,16 @@ def chip(color: str | None) -> str:
 
 
 def verdicts_ui(
-    key: str, layers: pd.DataFrame, colors: dict[str, str], input_var: float | None
+    key: str,
+    layers: pd.DataFrame,
+    colors: dict[str, str],
+    input_var: float | None,
+    role: str | None = None,
 ) -> None:
-    for scheme, sentence in views.verdict_lines(key, input_var, layers).items():
+    """One sentence per scheme: on the residual stream in its view (and by default where the
+    model has blocks), else on the layers with weights."""
+    role = "block" if role == "block" else ("weight" if role else default_role(layers))
+    for scheme, sentence in views.verdict_lines(key, input_var, role, layers).items():
         st.markdown(f"{chip(colors.get(scheme))} **{md(scheme)}**: {md(sentence)}")
 
 
@@ -46,11 +63,14 @@ def variance_tab(
     key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float | None
 ) -> None:
     layers = tables["layers"]
-    verdicts_ui(key, layers, colors, input_var)
+    options = role_options(layers)
+    if st.session_state.get("view_role") not in (None, *options):
+        del st.session_state["view_role"]  # a view the new model lacks (its blocks)
     label = st.segmented_control(
-        "Rows", list(ROLES), key="view_role", default=next(iter(ROLES)), required=True
+        "Rows", options, key="view_role", default=options[0], required=True
     )
-    role = ROLES.get(label or next(iter(ROLES)), "weight")
+    role = ROLES.get(label or options[0], "weight")
+    verdicts_ui(key, layers, colors, input_var, role)
     activations, gradients = views.variance_figures(key, role, layers, colors)
     left, right = st.columns(2)
     left.plotly_chart(activations, key="fig_var")
@@ -82,7 +102,7 @@ def distributions_tab(key: str, tables: dict[str, pd.DataFrame], colors: dict[st
 
 
 NUMBER_COLUMNS = ("act_mean", "act_var", "act_std", "grad_var", "expected_std", "mean", "std",
-                  "frac_zero", "frac_saturated", "gain")  # fmt: skip
+                  "frac_zero", "frac_dead", "frac_saturated", "gain")  # fmt: skip
 
 
 def number_formats(frame: pd.DataFrame) -> dict[str, Any]:
@@ -95,9 +115,11 @@ def health_tab(
     key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float | None
 ) -> None:
     verdicts_ui(key, tables["layers"], colors, input_var)
-    table = views.health_table(key, tables["layers"])
+    table = views.health_table(key, input_var, tables["layers"], tables["params"])
     bad = table[table["status"] != "ok"]
     st.caption(f"{len(bad)} of {len(table)} (scheme, layer) rows flagged; median over seeds.")
+    with st.expander("What the statuses mean"):
+        st.markdown("\n".join(f"- {md(line)}" for line in thresholds(input_var)))
     every = st.toggle("Show every layer, not only the flagged ones", key="health_all")
     shown = table if every or bad.empty else bad
     st.dataframe(
@@ -121,7 +143,7 @@ def tables_tab(tables: dict[str, pd.DataFrame]) -> None:
         )
         st.download_button(
             f"Download {name}.csv",
-            tables[name].to_csv(index=False),
+            csv_text(tables[name]),
             file_name=f"{name}.csv",
             mime="text/csv",
             key=f"dl_{name}",

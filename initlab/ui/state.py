@@ -36,7 +36,7 @@ def load_experiment(exp: Experiment) -> None:
     _load_input(exp)
     load_value("n_seeds", len(exp.seeds))
     load_value("seed_text", format_ints(exp.seeds))
-    for field in ("backward", "mode", "bins", "device"):
+    for field in ("backward", "mode", "dropout", "bins", "device"):
         load_value(field, getattr(exp, field))
     st.session_state[OFFER_AUTO] = st.session_state.get(OFFER_AUTO) or exp.device == "auto"
     st.session_state.pop(DEVICE_NOTE, None)

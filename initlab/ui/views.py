@@ -18,8 +18,10 @@ ENTRIES = 64
 
 
 @st.cache_data(max_entries=ENTRIES, show_spinner=False)
-def verdict_lines(key: str, input_var: float | None, _layers: pd.DataFrame) -> dict[str, str]:
-    return verdicts(_layers, input_var=input_var)
+def verdict_lines(
+    key: str, input_var: float | None, role: str, _layers: pd.DataFrame
+) -> dict[str, str]:
+    return verdicts(_layers, input_var=input_var, role=role)
 
 
 @st.cache_data(max_entries=ENTRIES, show_spinner=False)
@@ -40,5 +42,7 @@ def histogram_figure(
 
 
 @st.cache_data(max_entries=ENTRIES, show_spinner=False)
-def health_table(key: str, _layers: pd.DataFrame) -> pd.DataFrame:
-    return layer_health(_layers)
+def health_table(
+    key: str, input_var: float | None, _layers: pd.DataFrame, _params: pd.DataFrame
+) -> pd.DataFrame:
+    return layer_health(_layers, input_var=input_var, params=_params)
