@@ -9,6 +9,7 @@ memory cannot hide the next one's.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -96,6 +98,26 @@ def hook_and_store(model: nn.Module, x: torch.Tensor, backward: bool = True) -> 
         model.zero_grad(set_to_none=True)
 
 
+class _NoCapture:
+    """Stands in for the probe's functional observer: the probe without its capture of
+    functional activations, broadcasts and dropout, to price that capture alone."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> _NoCapture:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def probe_without_capture(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
+    # The module, not the function `initlab.probe` that the package exports under its name.
+    with mock.patch.object(importlib.import_module("initlab.probe"), "Observer", _NoCapture):
+        initlab_probe(model, x, backward)
+
+
 # ---------------------------------------------------------------- time
 
 
@@ -129,6 +151,24 @@ def time_table(batch: int, repeats: int) -> list[dict[str, Any]]:
                 "hook-and-store ×": t["peer"] / t["bare"],
             }
         )
+    return rows
+
+
+CAPTURE_CASES = ("mlp 50×512", "transformer")
+
+
+def capture_table(batch: int, repeats: int) -> list[dict[str, Any]]:
+    """What observing functional activations, blocks' broadcasts and dropout costs, as a share
+    of the bare forward+backward (the target: at most 5%)."""
+    rows = []
+    for label in CAPTURE_CASES:
+        model, x = make_case(TIME_CASES[label], batch)
+        contenders = {"bare": bare, "probe": initlab_probe, "without": probe_without_capture}
+        fns = {k: (lambda f=f, m=model, x=x: f(m, x)) for k, f in contenders.items()}
+        t = interleaved(fns, repeats)
+        rows.append({"case": label, "bare ms": 1e3 * t["bare"],
+                     "probe ms": 1e3 * t["probe"], "probe without capture ms": 1e3 * t["without"],
+                     "capture ÷ bare": (t["probe"] - t["without"]) / t["bare"]})  # fmt: skip
     return rows
 
 
@@ -248,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
           f"medians of {repeats} interleaved repeats")  # fmt: skip
     print_table("Time: probe and hook-and-store ÷ bare forward+backward (batch 256)",
                 time_table(256, repeats))  # fmt: skip
+    print_table("Capture of functional activations and broadcasts, share of bare (batch 256)",
+                capture_table(256, repeats))  # fmt: skip
     print_table("Memory", memory_table(max(3, repeats // 2)))
     sizes = {b: payload_bytes(b) for b in (64, 4096)}
     print_table("Figure JSON for the default page",
