@@ -5,10 +5,12 @@ res = initlab.run(exp)                      # Results: .layers, .params, .histog
 model = initlab.build_model({"name": "mlp", "depth": 10, "width": 256})
 params = initlab.apply_scheme(model, initlab.preset("kaiming_normal"), generator=g)
 layers = initlab.probe(model, x, backward=True, generator=g).layers
+found = initlab.scheme_warnings(scheme, model)  # the gotchas (a meta model: structural ones)
 """
 
 from initlab.codegen import to_code
 from initlab.experiment import Experiment, Results, run
+from initlab.gotchas import WARNINGS, SchemeWarning, scheme_warnings
 from initlab.methods import METHODS, MethodSpec
 from initlab.models import MODELS, build_model
 from initlab.presets import PRESETS, preset
@@ -19,6 +21,7 @@ __all__ = [
     "METHODS",
     "MODELS",
     "PRESETS",
+    "WARNINGS",
     "Experiment",
     "MethodSpec",
     "ProbeError",
@@ -26,11 +29,13 @@ __all__ = [
     "Results",
     "Rule",
     "Scheme",
+    "SchemeWarning",
     "apply_scheme",
     "build_model",
     "preset",
     "probe",
     "run",
+    "scheme_warnings",
     "to_code",
     "validate_scheme",
 ]

@@ -84,13 +84,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.device:
         exp = exp.model_copy(update={"device": args.device})
     results: Results = run(exp, progress=_progress())
+    print_warnings(results)
     paths = results.write_csv(out)
     (out / "experiment.json").write_text(exp.to_json() + "\n", encoding="utf-8")
-    tables = {"layers": results.layers, "params": results.params, "histograms": results.histograms}
+    tables = {"layers": results.layers, "params": results.params, "histograms": results.histograms,
+              "warnings": results.warnings}  # fmt: skip
     (out / "report.html").write_text(build_report(exp, tables), encoding="utf-8")
     for path in [*paths, out / "experiment.json", out / "report.html"]:
         print(path)
     return 0
+
+
+def print_warnings(results: Results) -> None:
+    """One stderr line per warning; a warning is advice, so the exit status stays 0."""
+    for row in results.warnings.itertuples(index=False):
+        print(f"initlab: warning: {row.scheme}: {row.message}", file=sys.stderr)
 
 
 def cmd_code(args: argparse.Namespace) -> int:

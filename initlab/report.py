@@ -45,12 +45,27 @@ def _verdicts_html(exp: Experiment, layers: pd.DataFrame, colors: dict[str, str]
     return "<ul>" + "".join(items) + "</ul>"
 
 
+def _warnings_html(tables: dict[str, pd.DataFrame]) -> str:
+    """The warnings table as a list; every text in it is escaped (scheme names and the rule
+    labels and globs quoted in messages come from the experiment)."""
+    warnings = tables.get("warnings")
+    if warnings is None:
+        return ""
+    if warnings.empty:
+        return "<h2>Warnings</h2><p>None.</p>"
+    items = [f"<li><b>{html.escape(str(w.scheme))}</b> ({html.escape(str(w.check))}): "
+             f"{html.escape(str(w.message))}</li>"
+             for w in warnings.itertuples(index=False)]  # fmt: skip
+    return "<h2>Warnings</h2><ul>" + "".join(items) + "</ul>"
+
+
 def build_report(exp: Experiment, tables: dict[str, pd.DataFrame]) -> str:
     """The whole report as one HTML string."""
     colors = plots.scheme_colors([s.name for s in exp.schemes])
     parts = [f"<style>{STYLE}</style>", "<h1>initlab report</h1>",
              f"<p class='sub'>{html.escape(_model_line(exp))}</p>",
              _verdicts_html(exp, tables["layers"], colors),
+             _warnings_html(tables),
              *_figure_html(_figures(tables, colors)),
              "<h2>Health</h2>", layer_health(tables["layers"]).to_html(index=False),
              "<h2>Parameters</h2>", tables["params"].to_html(index=False, float_format="%.4g"),
