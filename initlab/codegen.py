@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from initlab import initializers
-from initlab.layers import FAMILIES, TRANSPOSED
+from initlab.layers import FAMILIES, TRANSPOSED, torch_class
 from initlab.methods import SWAPPED_MODE, Call, MethodSpec
 from initlab.schemes import Rule, Scheme
 
@@ -31,10 +31,7 @@ def _class_path(cls: type) -> str:
 def _condition(rule: Rule) -> str:
     """The rule's test in Python: isinstance for families and torch.nn classes; for other
     class names, a look through the class's bases, which is what isinstance means by name."""
-    classes = FAMILIES.get(rule.layers)
-    torch_class = getattr(nn, rule.layers, None)
-    if classes is None and isinstance(torch_class, type) and issubclass(torch_class, nn.Module):
-        classes = (torch_class,)
+    classes = FAMILIES.get(rule.layers) or torch_class(rule.layers)
     if classes is not None:
         paths = ", ".join(_class_path(c) for c in classes)
         test = f"isinstance(module, ({paths}{',' if len(classes) == 1 else ''}))"

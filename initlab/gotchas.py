@@ -437,3 +437,20 @@ class WarningCollector:
 
 def empty_table() -> pd.DataFrame:
     return pd.DataFrame(columns=WARNING_COLUMNS)
+
+
+def same_tensors(params: pd.DataFrame) -> dict[str, str]:
+    """Scheme -> the first earlier scheme whose every parameter, in every seed, has exactly the
+    same measured mean and std: from a params table alone, for views that keep no tensors
+    (the app caches each scheme's run apart). Different random tensors agreeing in both
+    float64 moments everywhere do not happen; equal tensors always do."""
+    keyed = params.set_index(["seed", "param"])[["mean", "std"]]
+    order = list(dict.fromkeys(params["scheme"]))
+    moments = {s: keyed[params.set_index(["seed", "param"])["scheme"] == s] for s in order}
+    out: dict[str, str] = {}
+    for i, scheme in enumerate(order):
+        match = next((o for o in order[:i] if o not in out and moments[o].equals(moments[scheme])),
+                     None)  # fmt: skip
+        if match is not None:
+            out[scheme] = match
+    return out

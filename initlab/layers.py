@@ -58,15 +58,23 @@ def family_of(module: nn.Module) -> str:
 
 
 def matches_layers(module: nn.Module, layers: str) -> bool:
-    """True when `module` is in family `layers`, or is an instance of a class named `layers`
+    """True when `module` is in family `layers`, or is an instance of the class `layers` names
     (a subclass counts, as with `isinstance`: the recipe's `isinstance(m, nn.Conv2d)` also
-    initializes subclasses of Conv2d). A dotted `layers` is the class's full path,
-    `package.module.Class`."""
-    classes = FAMILIES.get(layers)
+    initializes subclasses of Conv2d). A torch.nn class (`Conv2d`, `torch.nn.Conv2d`) means
+    that very class; another name means any class of that name among the module's bases, and a
+    dotted one its full path, `package.module.Class`."""
+    classes = FAMILIES.get(layers) or torch_class(layers)
     if classes is not None:
         return isinstance(module, classes)
     name = class_path if "." in layers else _class_name
     return any(name(cls) == layers for cls in type(module).__mro__)
+
+
+def torch_class(layers: str) -> tuple[type[nn.Module]] | None:
+    """The torch.nn module class `layers` names, as `X`, `nn.X` or `torch.nn.X`, if any."""
+    head, _, last = layers.rpartition(".")
+    found = getattr(nn, last, None) if head in ("", "nn", "torch.nn") else None
+    return (found,) if isinstance(found, type) and issubclass(found, nn.Module) else None
 
 
 def _class_name(cls: type) -> str:

@@ -68,7 +68,7 @@ def _colors_for(frame: pd.DataFrame, colors: dict[str, str] | None) -> dict[str,
 
 # How a title names the rows a depth plot shows.
 ROLE_WORDS = {"weight": "layers with weights", "activation": "activations", "norm": "norms",
-              "block": "residual stream: block outputs", "other": "other layers",
+              "block": "residual stream", "other": "other layers",
               "all": "every observed row"}  # fmt: skip
 
 

@@ -195,3 +195,29 @@ def test_a_dotted_class_name_matches_the_full_class_path() -> None:
     again = nn.Sequential(nn.Linear(4, 4), nn.Conv1d(2, 2, 1))
     load_initializer(to_code(scheme))(again, torch.Generator().manual_seed(0))
     assert not again[0].weight.any() and again[1].weight.any()
+
+
+def test_a_torch_class_name_means_that_class_in_the_library_and_the_export():
+    import torch
+    from torch import nn
+
+    from initlab import apply_scheme
+    from initlab.codegen import load_initializer
+
+    class Conv2d(nn.Module):  # a user's own class that only shares the name
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(2, 2))
+
+    class MyConv(nn.Conv2d):  # a real subclass: the recipe's isinstance takes it
+        pass
+
+    def make() -> nn.Module:
+        return nn.Sequential(Conv2d(), MyConv(1, 1, 1), nn.Linear(2, 2))
+
+    for layers in ("Conv2d", "torch.nn.Conv2d", "nn.Conv2d"):
+        scheme = Scheme.from_dict({"name": "s", "rules": [{"layers": layers, "weight": "zeros"}]})
+        for init in (lambda m, s=scheme: apply_scheme(m, s), load_initializer(to_code(scheme))):
+            model = make()
+            init(model)
+            assert model[0].weight.all() and not model[1].weight.any(), layers

@@ -77,12 +77,16 @@ def test_a_misspelt_layers_name_suggests_the_closest_family():
     assert msgs[0] == "rule 0 (Lineer) matches no module; did you mean 'Linear'?"
 
 
-@pytest.mark.parametrize(("layers", "close"), [("linear", "Linear"), ("ReLu", "ReLU"),
-                                               ("torch.nn.Linear", "Linear")])  # fmt: skip
+@pytest.mark.parametrize(("layers", "close"), [("linear", "Linear"), ("ReLu", "ReLU")])
 def test_case_and_full_paths_that_match_nothing_get_a_suggestion(layers, close):
     rules = [{"layers": layers, "weight": "zeros"}, {"layers": "Linear", "bias": "zeros"}]
     msgs = found(scheme(*rules), meta(MLP), "unmatched_rule")
     assert any(f"did you mean {close!r}" in m for m in msgs), msgs
+
+
+def test_a_torch_path_names_that_class_and_matches():
+    rules = [{"layers": "torch.nn.Linear", "weight": "zeros"}]
+    assert found(scheme(*rules), meta(MLP), "unmatched_rule") == []
 
 
 def test_a_glob_that_matches_nothing_suggests_a_glob_that_does():

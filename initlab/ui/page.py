@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from initlab.experiment import Experiment
+from initlab.gotchas import scheme_warnings
 from initlab.models import MODELS, normalize_model_spec
 from initlab.plots import scheme_colors
 from initlab.report import build_report
@@ -103,12 +104,30 @@ def main() -> None:
         st.error(st.session_state.pop("load_error"))
     model_json = json.dumps(spec, sort_keys=True)
     slots = slots_cached(model_json)
-    schemes = [s for s in scheme_panel.schemes_ui(slots, check=scheme_checker(model_json)) if s]
+    columns = scheme_panel.schemes_ui(
+        slots, check=scheme_checker(model_json), warn=scheme_warner(model_json)
+    )
+    schemes = [s for s in columns if s]
     exp = assemble(model, inputs, options, schemes)
     if exp is None:
         show_last_good()
     else:
         show_results(exp)
+
+
+def scheme_warner(model_json: str) -> Callable[[dict[str, Any]], list[tuple[str, str]]]:
+    """The structural gotcha warnings of a (valid) scheme on the model's meta-device outline;
+    the value checks (identical tensors) need a run, and are shown with its results."""
+    model = meta_model_cached(model_json)
+
+    def warn(scheme: dict[str, Any]) -> list[tuple[str, str]]:
+        try:
+            found = scheme_warnings(Scheme.from_dict(scheme, "scheme"), model)
+        except Exception as exc:  # a check's own failure must not cost the column
+            return [("warning", f"the warnings could not be checked: {describe(exc)}")]
+        return [(w.level, w.message) for w in found]
+
+    return warn
 
 
 def scheme_checker(model_json: str) -> Callable[[dict[str, Any]], str | None]:

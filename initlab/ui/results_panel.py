@@ -51,12 +51,17 @@ def verdicts_ui(
     colors: dict[str, str],
     input_var: float | None,
     role: str | None = None,
+    params: pd.DataFrame | None = None,
 ) -> None:
     """One sentence per scheme: on the residual stream in its view (and by default where the
     model has blocks), else on the layers with weights."""
     role = "block" if role == "block" else ("weight" if role else default_role(layers))
+    same = views.identical_schemes(key, params) if params is not None else {}
     for scheme, sentence in views.verdict_lines(key, input_var, role, layers).items():
-        st.markdown(f"{chip(colors.get(scheme))} **{md(scheme)}**: {md(sentence)}")
+        twin = (
+            f" Its tensors are exactly those of **{md(same[scheme])}**." if scheme in same else ""
+        )
+        st.markdown(f"{chip(colors.get(scheme))} **{md(scheme)}**: {md(sentence)}{twin}")
 
 
 def variance_tab(
@@ -70,7 +75,7 @@ def variance_tab(
         "Rows", options, key="view_role", default=options[0], required=True
     )
     role = ROLES.get(label or options[0], "weight")
-    verdicts_ui(key, layers, colors, input_var, role)
+    verdicts_ui(key, layers, colors, input_var, role, tables["params"])
     activations, gradients = views.variance_figures(key, role, layers, colors)
     left, right = st.columns(2)
     left.plotly_chart(activations, key="fig_var")
@@ -114,7 +119,7 @@ def number_formats(frame: pd.DataFrame) -> dict[str, Any]:
 def health_tab(
     key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float | None
 ) -> None:
-    verdicts_ui(key, tables["layers"], colors, input_var)
+    verdicts_ui(key, tables["layers"], colors, input_var, params=tables["params"])
     table = views.health_table(key, input_var, tables["layers"], tables["params"])
     bad = table[table["status"] != "ok"]
     st.caption(f"{len(bad)} of {len(table)} (scheme, layer) rows flagged; median over seeds.")

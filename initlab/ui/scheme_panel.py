@@ -228,6 +228,7 @@ def editor_ui(
     slots: dict[str, Any],
     check: Callable[[dict[str, Any]], str | None],
     taken: set[str],
+    warn: Callable[[dict[str, Any]], list[tuple[str, str]]] | None = None,
 ) -> dict[str, Any] | None:
     """One scheme column; returns the scheme dict, or None when something in it is invalid."""
     uid = editor["uid"]
@@ -257,6 +258,8 @@ def editor_ui(
     if problem:
         st.error(md(problem))
         return None
+    for level, message in warn(scheme) if warn else ():
+        st.caption(f"{WARNING_ICONS.get(level, '')} {md(message)}")
     return scheme
 
 
@@ -297,8 +300,13 @@ def _names_before(index: int) -> set[str]:
     return {st.session_state.get(f"s{e['uid']}.name", "").strip() for e in editors}
 
 
+WARNING_ICONS = {"warning": ":material/warning:", "info": ":material/info:"}
+
+
 def schemes_ui(
-    slots: dict[str, Any], check: Callable[[dict[str, Any]], str | None]
+    slots: dict[str, Any],
+    check: Callable[[dict[str, Any]], str | None],
+    warn: Callable[[dict[str, Any]], list[tuple[str, str]]] | None = None,
 ) -> list[dict[str, Any] | None]:
     """All scheme columns side by side; one entry per column (None where invalid)."""
     editors = st.session_state["editors"]
@@ -306,7 +314,7 @@ def schemes_ui(
     out = []
     for index, (column, editor) in enumerate(zip(columns, editors, strict=True)):
         with column:
-            out.append(editor_ui(index, editor, slots, check, _names_before(index)))
+            out.append(editor_ui(index, editor, slots, check, _names_before(index), warn))
     st.button("Add scheme", key="add_scheme", on_click=_add, icon=":material/add:",
               disabled=len(editors) >= MAX_SCHEMES)  # fmt: skip
     return out

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from initlab import plots
+from initlab.gotchas import same_tensors
 from initlab.health import layer_health, verdicts
 
 ENTRIES = 64
@@ -46,3 +47,8 @@ def health_table(
     key: str, input_var: float | None, _layers: pd.DataFrame, _params: pd.DataFrame
 ) -> pd.DataFrame:
     return layer_health(_layers, input_var=input_var, params=_params)
+
+
+@st.cache_data(max_entries=ENTRIES, show_spinner=False)
+def identical_schemes(key: str, _params: pd.DataFrame) -> dict[str, str]:
+    return same_tensors(_params)
