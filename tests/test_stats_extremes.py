@@ -7,8 +7,8 @@ sums of squares of those integers give the mean and variance with no rounding at
 tolerance measures initlab's error alone.
 
 Tolerances. float32 input: 1e-5 relative on var and std. The fast path's E[x²] − mean² carries
-the float32 dot product's rounding (a few 2**-24 · √n ≈ 1e-6 for these 2048 elements, times
-E[x²]/var ≤ 1.5 for the data here); the exact fallback is good to ~1e-15. float64 input: 1e-10
+the float32 cascade sums' rounding (~1e-7 at any length), times at most 2·E[x²]/var ≤ 4, as it
+runs only while |mean| ≤ std; the exact fallback is good to ~1e-15. float64 input: 1e-10
 (the float64 dot product's ~n·2**-53 with room for the same factor). A mean near zero is held
 to the same relative tolerance of std + |mean|. Constants are exact.
 """
@@ -123,6 +123,40 @@ def test_fallbacks_over_several_chunks(monkeypatch, kind, scale):
     monkeypatch.setattr(stats, "CHUNK", 500)  # 2048 elements: four chunks and a partial one
     check_summary(make(kind, scale, torch.float32))
     check_histogram(make(kind, scale, torch.float32))
+
+
+@pytest.mark.parametrize("n", [131072, 4194304])
+def test_float32_variance_of_alternating_values_is_exact(n):
+    # var/E[x²] ≈ 0.0101: once on the fast path, where a float32 dot's accumulation error in
+    # E[x²] (4e-5 over 2**17 elements) was amplified 100× to a relative error of 4.7e-3.
+    a, b = np.float32(0.89), np.float32(1.09)
+    x = torch.tensor([a, b]).repeat(n // 2)
+    exact = ((Fraction(float(a)) - Fraction(float(b))) / 2) ** 2  # n even: mean is (a + b) / 2
+    s = summarize(x)
+    assert abs(Fraction(s.var) - exact) / exact < Fraction(1, 10**5)
+    assert s.std == pytest.approx(math.sqrt(exact), rel=1e-5)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 1.0, 3.0, 9.0, 30.0, 100.0])
+def test_float32_variance_at_any_mean_to_std_ratio(ratio):
+    # Both sides of the fast path's E[x²]/var ≤ 2 (|mean| ≤ std) and far into the fallback.
+    z = torch.randn(1 << 20, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    x = (ratio + z).float()
+    s, oracle = summarize(x), np.var(x.double().numpy())
+    assert abs(s.var - oracle) / oracle < 1e-5
+    assert s.mean == pytest.approx(float(x.double().mean()), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["relu", "normal", "gradient"])
+def test_common_float32_data_stays_on_the_fast_path(monkeypatch, kind):
+    def fallback(*args):
+        raise AssertionError("exact fallback taken")
+
+    monkeypatch.setattr(stats, "_exact_moments", fallback)
+    z = torch.randn(256, 512, generator=torch.Generator().manual_seed(3))
+    x = {"relu": z.relu(), "normal": z, "gradient": 1e-4 * z + 1e-5}[kind]
+    s, oracle = summarize(x), np.var(x.double().numpy())
+    assert abs(s.var - oracle) / oracle < 1e-5
 
 
 def test_float32_sum_overflow_alone_is_not_nonfinite():
