@@ -8,6 +8,7 @@ text columns are touched: numbers (a negative mean) stay numbers.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pandas as pd
@@ -29,9 +30,16 @@ def neutralized(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{c: frame[c].map(_neutral) for c in text})
 
 
+# Every text cell quoted: a carriage return inside a cell (a layer named "\r=3" in a custom
+# model) is not quoted by the minimal rule and would start a new row whose first cell is live.
+QUOTING = csv.QUOTE_NONNUMERIC
+
+
 def csv_text(frame: pd.DataFrame) -> str:
-    return neutralized(frame).to_csv(index=False)
+    return neutralized(frame).to_csv(index=False, quoting=QUOTING)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    neutralized(frame).to_csv(path, index=False)
+    # An open file, not the path: pandas would expand "~" and read "http:..." as a URL.
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        neutralized(frame).to_csv(stream, index=False, quoting=QUOTING)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import select
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,7 @@ from initlab.stats import histogram, summarize
 
 Progress = Callable[[float, str], None]
 MAX_FILE_BYTES = 1_000_000  # an experiment is a few KB; anything bigger is not one
+READ_SECONDS = 30.0  # a pipe (stdin) has this long to deliver a whole experiment
 # Name globs over all schemes (each scheme has at most schemes.MAX_RULES rules): every walk of
 # the model tries each module against each rule, so this bounds the matching work.
 MAX_GLOBS = 512
@@ -77,14 +81,41 @@ def parse_json(text: str, where: str = "experiment") -> Any:
         raise ValueError(f"{where}: not an experiment ({exc})") from None
 
 
-def read_bounded(path: Path, cap: int = MAX_FILE_BYTES) -> bytes:
+def read_bounded(path: Path, cap: int = MAX_FILE_BYTES, seconds: float = READ_SECONDS) -> bytes:
     """At most cap + 1 bytes from any path: a file, a device (/dev/zero), a pipe or stdin,
-    whose size `stat` cannot tell; more than `cap` is refused with the size named."""
-    with open(path, "rb") as stream:
-        data = stream.read(cap + 1)
+    whose size `stat` cannot tell; more than `cap` is refused with the size named, and so is
+    a pipe that has not ended within `seconds` (a FIFO nobody writes to would block forever)."""
+    if path.is_file():
+        with open(path, "rb") as stream:
+            data = stream.read(cap + 1)
+    else:
+        data = _read_stream(path, cap, seconds)
     if len(data) > cap:
         raise ValueError(f"{path}: larger than {cap // 1000} KB; not an experiment")
     return data
+
+
+def _read_stream(path: Path, cap: int, seconds: float) -> bytes:
+    """A device or pipe, read without blocking: each wait for data is bounded by the time left."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait either
+    deadline, chunks, size = time.monotonic() + seconds, [], 0
+    try:
+        while size <= cap:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise ValueError(f"{path}: no end of data within {seconds:g} s; not an "
+                                 "experiment file")  # fmt: skip
+            try:
+                chunk = os.read(fd, min(1 << 16, cap + 1 - size))
+            except BlockingIOError:  # woken without data (a writer came and went)
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 class InputSpec(BaseModel):

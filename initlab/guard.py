@@ -129,10 +129,13 @@ def estimate(exp: Any, model: nn.Module | None = None) -> Estimate:
 
 def matching_seconds(exp: Any, model: nn.Module) -> float:
     """Rules tried against modules: once per scheme to validate, once per (seed, scheme) to
-    apply, so thousands of globs on a deep model are counted before they grind."""
+    apply, about twice more for the warnings' structural checks, so thousands of globs on a
+    deep model are counted before they grind."""
     rules = sum(len(s.rules) for s in exp.schemes)
+    # A rule with a counted scale (1/sqrt(matches)) is also tried on every module to count them.
+    counted = sum(r.weight.counted or r.bias.counted for s in exp.schemes for r in s.rules)
     modules = sum(1 for _ in model.modules())
-    return modules * rules * (len(exp.seeds) + 1) * PER_MATCH_S
+    return modules * (rules + counted) * (len(exp.seeds) + 3) * PER_MATCH_S
 
 
 def available_bytes() -> int:

@@ -7,6 +7,7 @@ activation or something else; it selects the rows of "variance by depth".
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -63,11 +64,17 @@ def matches_layers(module: nn.Module, layers: str) -> bool:
     initializes subclasses of Conv2d). A torch.nn class (`Conv2d`, `torch.nn.Conv2d`) means
     that very class; another name means any class of that name among the module's bases, and a
     dotted one its full path, `package.module.Class`."""
+    return _type_matches(type(module), layers)
+
+
+# Every walk of a model asks this for each (module, rule): answered once per (class, text).
+@functools.lru_cache(maxsize=65_536)
+def _type_matches(cls: type, layers: str) -> bool:
     classes = FAMILIES.get(layers) or torch_class(layers)
     if classes is not None:
-        return isinstance(module, classes)
+        return issubclass(cls, classes)
     name = class_path if "." in layers else _class_name
-    return any(name(cls) == layers for cls in type(module).__mro__)
+    return any(name(c) == layers for c in cls.__mro__)
 
 
 def torch_class(layers: str) -> tuple[type[nn.Module]] | None:

@@ -366,7 +366,7 @@ def custom_allowed(allow: bool | None = None) -> bool:
 
 def _refusal(given: Spec, where: str) -> ValueError:
     factory = given.get("factory")
-    what = f" ('{factory}')" if isinstance(factory, str) else ""
+    what = f" ({shown(factory)})" if isinstance(factory, str) else ""  # quoted, escaped, short
     return ValueError(
         f"{where}.name: a custom model{what} imports and runs your own code, so it is off by "
         f"default; enable it with the CLI flag --allow-custom-models, the environment variable "
@@ -394,7 +394,7 @@ def _normalize_custom(given: Spec, where: str, allow: bool) -> Spec:
     if not allow:
         raise _refusal(given, where)
     factory = given.get("factory")
-    if not isinstance(factory, str) or not _FACTORY.match(factory):
+    if not isinstance(factory, str) or not _FACTORY.fullmatch(factory):
         raise ValueError(
             f"{where}.factory: must be 'package.module:callable'; got {shown(factory)}"
         )

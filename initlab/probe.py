@@ -40,6 +40,9 @@ LAYER_COLUMNS = ["order", "layer", "type", "role", "act_mean", "act_var", "act_s
 HIST_COLUMNS = ["kind", "name", "bin_left", "bin_right", "count"]
 
 
+MAX_NESTING = 16  # levels of tuples / dicts / dataclasses searched for an output tensor
+
+
 class ProbeError(RuntimeError, ValueError):
     """The model's forward pass raised; the message names the layer that broke.
 
@@ -56,8 +59,11 @@ class ProbeResult:
     param_grad_var: dict[str, float] = field(default_factory=dict)
 
 
-def first_tensor(value: Any) -> torch.Tensor | None:
-    """The primary floating-point tensor in a module output (tuple, list, dict, dataclass)."""
+def first_tensor(value: Any, depth: int = 0) -> torch.Tensor | None:
+    """The primary floating-point tensor in a module output (tuple, list, dict, dataclass),
+    looked for at most MAX_NESTING levels deep (an output may even contain itself)."""
+    if depth > MAX_NESTING:
+        return None
     if isinstance(value, torch.Tensor):
         return value if value.is_floating_point() or value.is_complex() else None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -68,7 +74,7 @@ def first_tensor(value: Any) -> torch.Tensor | None:
         value = value.to_tuple()
     if isinstance(value, list | tuple):
         for item in value:
-            found = first_tensor(item)
+            found = first_tensor(item, depth + 1)
             if found is not None:
                 return found
     return None
@@ -246,6 +252,25 @@ def preserved(model: nn.Module, train: bool) -> Iterator[None]:
             p.grad = grad
 
 
+@contextmanager
+def without_dropout(model: nn.Module, off: bool) -> Iterator[None]:
+    """Dropout the observer cannot reach, off too: dropout modules in eval mode, and the
+    attention dropout that MultiheadAttention applies inside one fused function (restored)."""
+    saved = []
+    if off:
+        for m in model.modules():
+            if isinstance(m, nn.modules.dropout._DropoutNd):
+                m.training = False  # `preserved` restores every module's mode
+            elif isinstance(m, nn.MultiheadAttention) and m.dropout:
+                saved.append((m, m.dropout))
+                m.dropout = 0.0
+    try:
+        yield
+    finally:
+        for m, p in saved:
+            m.dropout = p
+
+
 def _call(model: nn.Module, inputs: Any) -> Any:
     if isinstance(inputs, dict):
         return model(**inputs)
@@ -261,7 +286,13 @@ def _backward(output: Any, generator: torch.Generator | None) -> None:
         return
     # Drawn on the CPU from `generator`, so every device gives the same numbers.
     cotangent = torch.randn(out.shape, generator=generator, dtype=out.dtype)
-    out.backward(cotangent.to(out.device))
+    try:
+        out.backward(cotangent.to(out.device))
+    except ProbeError:
+        raise
+    except Exception as exc:  # the model's own backward (a custom autograd Function) broke
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ProbeError(f"backward pass failed: {reason}") from exc
 
 
 def probe(
@@ -277,9 +308,11 @@ def probe(
     tensors) and measure every leaf call, functional activation and block; with `backward`,
     also the gradients. `train` is the modules' mode (BatchNorm's batch statistics);
     `dropout` False makes dropout the identity, whatever the mode."""
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins: must be a whole number >= 1; got {bins!r}")
     recorder = _Recorder(model, backward, bins)
     observer = Observer(recorder.in_leaf, recorder.on_activation, recorder.on_broadcast, dropout)
-    with preserved(model, train):
+    with preserved(model, train), without_dropout(model, off=not dropout):
         with hooked(model, recorder), torch.set_grad_enabled(backward):
             with observer:  # the forward pass only: backward calls no torch functions of ours
                 output = _call(model, inputs)

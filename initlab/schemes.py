@@ -71,7 +71,7 @@ def check_glob(value: Any, where: str) -> str | None:
 
 def check_scheme_name(value: Any, where: str) -> str:
     text = value.strip() if isinstance(value, str) else ""
-    if not text or len(text) > MAX_NAME_CHARS or _has_control(text):
+    if not text or len(text) > MAX_NAME_CHARS or _has_control(value):
         raise ValueError(
             f"{where}: must be a text of 1 to {MAX_NAME_CHARS} printable "
             f"characters; got {shown(value)}"
@@ -110,7 +110,9 @@ class Rule:
     def __post_init__(self) -> None:
         # Checked here too, so a Rule built in a notebook is as safe to export as one read
         # from a file: its texts end up in generated code and on the page.
-        check_layers(self.layers, "rule.layers")
+        # Exactly as checked, not merely after stripping: the text is written out as it is.
+        if check_layers(self.layers, "rule.layers") != self.layers:
+            raise ValueError(f"rule.layers: no surrounding spaces; got {shown(self.layers)}")
         check_glob(self.name, "rule.name")
         if self.name is not None:
             object.__setattr__(self, "pattern", compile_glob(self.name))
@@ -163,7 +165,8 @@ class Scheme:
     preset: str | None = None  # the preset it came from, if any (informational)
 
     def __post_init__(self) -> None:
-        check_scheme_name(self.name, "scheme.name")
+        if check_scheme_name(self.name, "scheme.name") != self.name:
+            raise ValueError(f"scheme.name: no surrounding spaces; got {shown(self.name)}")
         if len(self.rules) > MAX_RULES:
             raise ValueError(f"scheme.rules: at most {MAX_RULES} rules; got {len(self.rules)}")
         if self.preset is not None and not (

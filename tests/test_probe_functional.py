@@ -161,3 +161,50 @@ def test_gpt2_scaling_slows_the_residual_streams_growth_by_about_2_n_layers():
     ratio = slope["GPT-2 without c_proj scaling"] / slope["GPT-2"]
     assert 0.9 * 2 * n_layers < ratio < 1.6 * 2 * n_layers, ratio
     assert (np.diff(stream["GPT-2"].to_numpy()) > 0).all()  # it grows, linearly, slowly
+
+
+def test_attention_dropout_inside_multihead_attention_is_off_too():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.5, batch_first=True)
+    x = randn(4, 6, 16)
+    off = probe(layer, x, generator=gen(), train=True).layers
+    layer.eval()
+    clean = probe(layer, x, generator=gen(), train=False).layers
+    np.testing.assert_allclose(off["act_var"], clean["act_var"], rtol=1e-6)
+    assert layer.self_attn.dropout == 0.5  # restored
+
+
+def test_a_failing_backward_is_a_probe_error_naming_it():
+    class Broken(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError("custom backward broke")
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return Broken.apply(self.fc(x))
+
+    with pytest.raises(initlab.ProbeError, match="backward pass failed: custom backward broke"):
+        probe(Model(), randn(3, 4), generator=gen())
+
+
+def test_bad_bins_and_self_containing_outputs_are_answers():
+    with pytest.raises(ValueError, match="bins: must be a whole number >= 1"):
+        probe(nn.Linear(2, 2), randn(3, 2), bins=0)
+
+    class Loop(nn.Module):
+        def forward(self, x):
+            out: list = [x]
+            out.append(out)
+            return out
+
+    rows = probe(nn.Sequential(nn.Linear(2, 2), Loop()), randn(3, 2), backward=False).layers
+    assert list(rows["layer"]) == ["0", "1"]

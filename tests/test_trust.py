@@ -3,7 +3,9 @@ the guard can see, CSV a spreadsheet can't run, `--out` checked before anything 
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +17,8 @@ import pytest
 import initlab
 from initlab import Experiment
 from initlab.cli import main
-from initlab.csvout import neutralized
-from initlab.experiment import MAX_FILE_BYTES, MAX_GLOBS
+from initlab.csvout import neutralized, write_csv
+from initlab.experiment import MAX_FILE_BYTES, MAX_GLOBS, read_bounded
 from initlab.guard import PER_MATCH_S, estimate, matching_seconds
 from initlab.outline import meta_model
 from initlab.schemes import MAX_RULES
@@ -90,7 +92,10 @@ def test_the_guard_counts_matching_rules_against_modules() -> None:
     exp = Experiment.from_dict({**BASE, "seeds": [0, 1, 2], "schemes": schemes})
     model = meta_model(exp.model)
     modules = len(list(model.modules()))
-    assert matching_seconds(exp, model) == pytest.approx(modules * 2 * MAX_RULES * 4 * PER_MATCH_S)
+    walks = 3 + 3  # three seeds, validation, and the warnings' two structural walks
+    assert matching_seconds(exp, model) == pytest.approx(
+        modules * 2 * MAX_RULES * walks * PER_MATCH_S
+    )
     plain = [{"name": f"s{i}", "preset": "zeros"} for i in range(2)]
     bare = Experiment.from_dict({**BASE, "seeds": [0, 1, 2], "schemes": plain})
     extra = estimate(exp, model).seconds - estimate(bare, model).seconds
@@ -167,3 +172,51 @@ def test_out_is_checked_before_any_work(tmp_path, capsys, monkeypatch, out, mess
     assert main(["run", "exp.json", "--out", out.format(file=afile)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_fifo_nobody_writes_to_is_refused_in_bounded_time(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="no end of data within 1 s"):
+        read_bounded(fifo, seconds=1.0)
+
+
+def test_a_carriage_return_inside_a_text_cell_stays_in_its_cell(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"layer": ["a\r=3+4", "\r=cmd"], "act_var": [1.0, 2.0]})
+    path = tmp_path / "t.csv"
+    write_csv(frame, path)
+    rows = list(csv.reader(path.open(newline="")))
+    assert rows == [["layer", "act_var"], ["a\r=3+4", "1.0"], ["'\r=cmd", "2.0"]]
+    raw = path.read_bytes()
+    assert raw.count(b"\n") == 3 and b'"a\r=3+4"' in raw  # quoted: three records, no extra row
+
+
+def test_out_with_a_tilde_writes_every_file_into_the_one_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    data = _write(tmp_path, BASE)
+    assert main(["run", str(data), "--out", "~/res"]) == 0
+    assert sorted(p.name for p in (tmp_path / "~" / "res").iterdir()) == [
+        "experiment.json",
+        "histograms.csv",
+        "layers.csv",
+        "params.csv",
+        "report.html",
+    ]
+    assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize("name", ["\r=cmd", "a\n", " a", "\x1b[2J"])
+def test_names_built_in_code_are_kept_exactly_or_refused(name: str) -> None:
+    with pytest.raises(ValueError):
+        initlab.Scheme(name)
+    with pytest.raises(ValueError):
+        initlab.Rule("Linear" + name)
+
+
+def test_the_refused_factory_is_quoted_and_short() -> None:
+    d = {**BASE, "model": {"name": "custom", "factory": "\x1b[2J" + "x" * 5000}}
+    with pytest.raises(ValueError) as info:
+        Experiment.from_dict(d, allow_custom=False)
+    message = str(info.value)
+    assert "\x1b" not in message and "\\x1b" in message and len(message) < 400
