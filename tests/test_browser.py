@@ -36,7 +36,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]  # fmt: skip
 STARTUP_S = 60
-TIMEOUT_MS = 60_000  # two slow cores: a first run (torch warm-up included) takes seconds
+TIMEOUT_MS = 180_000  # two slow cores: a cold first run (torch warm-up included) can take a minute
 CHARTS = ".js-plotly-plot"
 EXCEPTION = '[data-testid="stException"]'
 ERROR_BOX = '[data-testid="stAlertContentError"]'
