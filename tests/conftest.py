@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import streamlit as st
 import torch
+
+from initlab.ui import runner
 
 
 @pytest.fixture(scope="module")
@@ -14,3 +17,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def empty_app_caches():
+    """The app's caches are process-wide (every AppTest shares them): each test starts and
+    ends with them empty, so what it sees is its own runs."""
+    st.cache_data.clear()
+    runner.store().clear()
+    yield
+    st.cache_data.clear()
+    runner.store().clear()

@@ -46,13 +46,7 @@ EXPERIMENTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    st.cache_data.clear()
-    runner.store().clear()
-    yield
-    st.cache_data.clear()
-    runner.store().clear()
+pytestmark = pytest.mark.usefixtures("empty_app_caches")
 
 
 def solo(d: dict[str, Any]) -> dict[str, pd.DataFrame]:

@@ -26,7 +26,7 @@ import initlab
 from initlab.layers import FAMILIES
 from initlab.models import build_model
 from initlab.schemes import validate_scheme
-from initlab.ui import page, runner
+from initlab.ui import page
 from initlab.ui.urlstate import decode, encode
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -41,13 +41,7 @@ class Recorded(ValueError):
     """Raised by the stand-in runner: the page shows it as a refused run, nothing else."""
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    st.cache_data.clear()
-    runner.store().clear()
-    yield
-    st.cache_data.clear()
-    runner.store().clear()
+pytestmark = pytest.mark.usefixtures("empty_app_caches")
 
 
 @contextmanager

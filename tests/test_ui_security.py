@@ -71,13 +71,7 @@ def payload_experiment(globs: bool = True) -> dict[str, Any]:
     return d
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    st.cache_data.clear()
-    runner.store().clear()
-    yield
-    st.cache_data.clear()
-    runner.store().clear()
+pytestmark = pytest.mark.usefixtures("empty_app_caches")
 
 
 @pytest.fixture
