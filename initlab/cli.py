@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from initlab.codegen import to_code
+from initlab.codegen import to_module
 from initlab.experiment import Experiment, Results, run
 from initlab.methods import METHODS
 from initlab.models import MODELS
@@ -107,7 +107,7 @@ def cmd_code(args: argparse.Namespace) -> int:
     if not schemes:
         names = ", ".join(repr(s.name) for s in exp.schemes)
         raise ValueError(f"--scheme: no scheme named {args.scheme!r}; the experiment has {names}")
-    print("\n\n".join(to_code(s) for s in schemes), end="")
+    print(to_module(schemes), end="")
     return 0
 
 

@@ -210,11 +210,50 @@ def to_code(scheme: Scheme) -> str:
     lines += _imports(scheme)
     for source in _helpers(scheme):
         lines += ["", source.rstrip(), ""]
-    lines += _body(scheme)
+    return "\n".join(lines + _functions(scheme)) + "\n"
+
+
+def _functions(scheme: Scheme) -> list[str]:
+    """`initialize_weights` and `_init_parameter` for one scheme."""
+    lines = _body(scheme)
     if not scheme.rules:
         lines.append(f"{INDENT}pass  # no rules: every parameter keeps PyTorch's default")
     for i, rule in enumerate(scheme.rules):
         lines += _rule_lines(i, rule, first=i == 0)
+    return lines
+
+
+def slug(name: str, taken: set[str]) -> str:
+    """A Python identifier from a scheme name ('Kaiming normal' -> 'kaiming_normal'), unique
+    among `taken`: only [a-z0-9_], so no user text becomes code."""
+    base = "_".join(
+        "".join(c if c.isascii() and c.isalnum() else " " for c in name.lower()).split()
+    )
+    base = base if base and not base[0].isdigit() else f"scheme_{base}"
+    found, n = base, 2
+    while found in taken:
+        found, n = f"{base}_{n}", n + 1
+    return found
+
+
+def to_module(schemes: list[Scheme]) -> str:
+    """Several schemes as one valid module: the imports and helpers once, and per scheme an
+    `initialize_<slug>(model, generator=None)` (one scheme: plain `to_code`)."""
+    if len(schemes) == 1:
+        return to_code(schemes[0])
+    lines, taken = [], set()
+    for scheme in schemes:
+        lines += [*_header(scheme), ""]
+    merged = Scheme("all", tuple(r for s in schemes for r in s.rules))  # imports and helpers
+    lines += ["from __future__ import annotations", "", *_imports(merged)]
+    for source in _helpers(merged):
+        lines += ["", source.rstrip(), ""]
+    for i, scheme in enumerate(schemes):
+        name = slug(scheme.name, taken)
+        taken.add(name)
+        body = "\n".join(_functions(scheme))  # starts with a blank line; two between schemes
+        body = body.replace("def initialize_weights(", f"def initialize_{name}(")
+        lines += [*([""] if i else []), body.replace("_init_parameter", f"_init_parameter_{name}")]
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ from it (the generators end in the same state)."""
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,30 @@ def test_cli_code_prints_the_selected_scheme(tmp_path, capsys):
     assert exported.h[0].mlp.c_proj.weight.std().item() == pytest.approx(residual, rel=0.2)
     assert main(["code", str(path), "--scheme", "nope"]) == 2
     assert "--scheme: no scheme named 'nope'" in capsys.readouterr().err
+
+
+def test_several_schemes_export_as_one_valid_module_bit_for_bit(tmp_path, capsys):
+    spec = {"name": "mlp", "depth": 3, "width": 8, "bias": True}
+    names = ["PyTorch default", "Kaiming normal", "Kaiming normal!", "1 GPT-2"]
+    keys = ["pytorch_default", "kaiming_normal", "xavier_normal", "gpt2"]
+    exp = {
+        "model": spec,
+        "schemes": [{"name": n, "preset": k} for n, k in zip(names, keys, strict=True)],
+    }
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(exp), encoding="utf-8")
+    assert main(["code", str(path)]) == 0
+    code = capsys.readouterr().out
+    defs = [n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)]
+    slugs = ["pytorch_default", "kaiming_normal", "kaiming_normal_2", "scheme_1_gpt_2"]
+    assert [d for d in defs if d.startswith("initialize_")] == [f"initialize_{s}" for s in slugs]
+    namespace: dict = {}
+    exec(compile(code, "<module>", "exec"), namespace)
+    for slug_, key in zip(slugs, keys, strict=True):
+        want, got = build_model(spec, seed=0), build_model(spec, seed=0)
+        apply_scheme(want, preset(key), torch.Generator().manual_seed(3))
+        namespace[f"initialize_{slug_}"](got, torch.Generator().manual_seed(3))
+        for (name, a), (_, b) in zip(
+            want.state_dict().items(), got.state_dict().items(), strict=True
+        ):
+            assert torch.equal(a, b), (slug_, name)
