@@ -117,7 +117,7 @@ def _reference(table: pd.DataFrame, input_var: float | None) -> np.ndarray:
     """Per row, the variance it is judged against: the input's, or its scheme's layer 1."""
     if input_var:
         return np.full(len(table), float(input_var))
-    weights = table[table.get("role", "weight") == "weight"] if "role" in table else table
+    weights = table[table["role"] == "weight"] if "role" in table else table
     first = weights.groupby("scheme", sort=False)["act_var"].first()
     return table["scheme"].map(first).to_numpy(dtype=float, na_value=np.nan)
 

@@ -34,9 +34,10 @@ import torch
 import initlab
 from initlab import Experiment, health, plots
 from initlab.cli import main
-from initlab.experiment import HISTS_OUT, LAYERS_OUT, MAX_FILE_BYTES, PARAMS_OUT
+from initlab.experiment import HISTS_OUT, LAYERS_OUT, PARAMS_OUT
 from initlab.models import ALLOW_ENV
 from initlab.params import Param
+from initlab.reading import MAX_FILE_BYTES
 
 NAN, INF = float("nan"), float("inf")
 MAX_MESSAGE = 600  # characters: "a line or two", not a dump of the input

@@ -18,9 +18,10 @@ import initlab
 from initlab import Experiment
 from initlab.cli import main
 from initlab.csvout import neutralized, write_csv
-from initlab.experiment import MAX_FILE_BYTES, MAX_GLOBS, read_bounded
+from initlab.experiment import MAX_GLOBS
 from initlab.guard import PER_MATCH_S, estimate, matching_seconds
 from initlab.outline import meta_model
+from initlab.reading import MAX_FILE_BYTES, read_bounded
 from initlab.schemes import MAX_RULES
 
 BASE: dict[str, Any] = {

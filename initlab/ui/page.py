@@ -13,14 +13,18 @@ from typing import Any
 import streamlit as st
 
 from initlab.experiment import Experiment
-from initlab.gotchas import scheme_warnings
 from initlab.models import MODELS, normalize_model_spec
 from initlab.plots import scheme_colors
 from initlab.report import build_report
 from initlab.schemes import Scheme, validate_scheme
 from initlab.ui import model_panel, scheme_panel, state
 from initlab.ui.results_panel import results_ui
-from initlab.ui.runner import meta_model_cached, run_with_progress, slots_cached
+from initlab.ui.runner import (
+    meta_model_cached,
+    run_with_progress,
+    slots_cached,
+    warnings_cached,
+)
 from initlab.ui.text import describe, md
 from initlab.ui.urlstate import encode
 
@@ -118,14 +122,12 @@ def main() -> None:
 def scheme_warner(model_json: str) -> Callable[[dict[str, Any]], list[tuple[str, str]]]:
     """The structural gotcha warnings of a (valid) scheme on the model's meta-device outline;
     the value checks (identical tensors) need a run, and are shown with its results."""
-    model = meta_model_cached(model_json)
 
     def warn(scheme: dict[str, Any]) -> list[tuple[str, str]]:
         try:
-            found = scheme_warnings(Scheme.from_dict(scheme, "scheme"), model)
+            return warnings_cached(model_json, json.dumps(scheme, sort_keys=True))
         except Exception as exc:  # a check's own failure must not cost the column
             return [("warning", f"the warnings could not be checked: {describe(exc)}")]
-        return [(w.level, w.message) for w in found]
 
     return warn
 

@@ -19,6 +19,7 @@ import streamlit as st
 from torch import nn
 
 from initlab.experiment import Experiment, run
+from initlab.gotchas import scheme_warnings
 from initlab.layers import parameter_slots
 from initlab.outline import meta_model
 from initlab.schemes import Scheme
@@ -67,6 +68,14 @@ def meta_model_cached(model_json: str) -> nn.Module:
     """The model on the meta device (shapes only), built once per model spec: the scheme
     columns read its outline and every scheme is checked against it on each rerun."""
     return meta_model(json.loads(model_json), allow_custom=False)  # the page runs zoo models
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def warnings_cached(model_json: str, scheme_json: str) -> list[tuple[str, str]]:
+    """(level, message) of a scheme's structural warnings on the model's outline: the walks
+    run once per (model, scheme), not on every rerun of the page."""
+    scheme = Scheme.from_dict(json.loads(scheme_json), "scheme")
+    return [(w.level, w.message) for w in scheme_warnings(scheme, meta_model_cached(model_json))]
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

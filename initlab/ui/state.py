@@ -6,9 +6,10 @@ from typing import Any
 
 import streamlit as st
 
-from initlab.experiment import Experiment, parse_json
+from initlab.experiment import Experiment
 from initlab.models import MODELS
 from initlab.presets import PRESETS
+from initlab.reading import parse_json
 from initlab.ui.model_panel import DEVICE_NOTE, OFFER_AUTO, model_key
 from initlab.ui.scheme_panel import new_editor, preset_editor
 from initlab.ui.text import describe, md

@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from initlab.experiment import parse_json
+from initlab.reading import parse_json
 
 MAX_URL_CHARS = 200_000
 
