@@ -19,24 +19,59 @@ from torch.overrides import TorchFunctionMode
 # torch function name (F.relu, torch.relu and Tensor.relu all arrive as "relu") -> the name a
 # row gets, and the bounds where a bounded activation counts as saturated.
 ACTIVATIONS: dict[str, tuple[str, tuple[float, float] | None]] = {
-    "relu": ("relu", None), "relu_": ("relu", None), "relu6": ("relu6", (0.0, 6.0)),
-    "leaky_relu": ("leaky_relu", None), "leaky_relu_": ("leaky_relu", None),
-    "gelu": ("gelu", None), "silu": ("silu", None), "mish": ("mish", None),
-    "elu": ("elu", None), "elu_": ("elu", None), "selu": ("selu", None), "selu_": ("selu", None),
-    "celu": ("celu", None), "softplus": ("softplus", None),
-    "tanh": ("tanh", (-1.0, 1.0)), "tanh_": ("tanh", (-1.0, 1.0)),
-    "sigmoid": ("sigmoid", (0.0, 1.0)), "sigmoid_": ("sigmoid", (0.0, 1.0)),
-    "hardtanh": ("hardtanh", (-1.0, 1.0)), "hardtanh_": ("hardtanh", (-1.0, 1.0)),
-    "hardsigmoid": ("hardsigmoid", (0.0, 1.0)), "hardswish": ("hardswish", None),
-    "softsign": ("softsign", (-1.0, 1.0)), "softmax": ("softmax", None),
-}  # fmt: skip
-DROPOUTS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-            "feature_alpha_dropout"}  # fmt: skip
+    "relu": ("relu", None),
+    "relu_": ("relu", None),
+    "relu6": ("relu6", (0.0, 6.0)),
+    "leaky_relu": ("leaky_relu", None),
+    "leaky_relu_": ("leaky_relu", None),
+    "gelu": ("gelu", None),
+    "silu": ("silu", None),
+    "mish": ("mish", None),
+    "elu": ("elu", None),
+    "elu_": ("elu", None),
+    "selu": ("selu", None),
+    "selu_": ("selu", None),
+    "celu": ("celu", None),
+    "softplus": ("softplus", None),
+    "tanh": ("tanh", (-1.0, 1.0)),
+    "tanh_": ("tanh", (-1.0, 1.0)),
+    "sigmoid": ("sigmoid", (0.0, 1.0)),
+    "sigmoid_": ("sigmoid", (0.0, 1.0)),
+    "hardtanh": ("hardtanh", (-1.0, 1.0)),
+    "hardtanh_": ("hardtanh", (-1.0, 1.0)),
+    "hardsigmoid": ("hardsigmoid", (0.0, 1.0)),
+    "hardswish": ("hardswish", None),
+    "softsign": ("softsign", (-1.0, 1.0)),
+    "softmax": ("softmax", None),
+}
+DROPOUTS = {
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+}
 # Elementwise ops and expansions whose output may be larger than an operand: the operand is
 # then used once per copy, and its gradient is the sum over the copies.
-BROADCASTS = {"add", "__add__", "__radd__", "__iadd__", "sub", "__sub__", "__rsub__", "mul",
-              "__mul__", "__rmul__", "div", "__truediv__", "__rtruediv__", "expand",
-              "expand_as", "broadcast_to"}  # fmt: skip
+BROADCASTS = {
+    "add",
+    "__add__",
+    "__radd__",
+    "__iadd__",
+    "sub",
+    "__sub__",
+    "__rsub__",
+    "mul",
+    "__mul__",
+    "__rmul__",
+    "div",
+    "__truediv__",
+    "__rtruediv__",
+    "expand",
+    "expand_as",
+    "broadcast_to",
+}
 
 OnActivation = Callable[[str, tuple[float, float] | None, torch.Tensor, Any], None]
 OnBroadcast = Callable[[torch.Tensor, int], None]
@@ -47,8 +82,13 @@ class Observer(TorchFunctionMode):
     outside leaf modules, `on_broadcast(operand, copies)` when an operand is broadcast, and
     turns dropout into the identity unless `dropout` is True."""
 
-    def __init__(self, in_leaf: Callable[[], bool], on_activation: OnActivation,
-                 on_broadcast: OnBroadcast, dropout: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_leaf: Callable[[], bool],
+        on_activation: OnActivation,
+        on_broadcast: OnBroadcast,
+        dropout: bool,
+    ) -> None:
         super().__init__()
         self.in_leaf, self.on_activation = in_leaf, on_activation
         self.on_broadcast, self.dropout = on_broadcast, dropout

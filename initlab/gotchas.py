@@ -36,8 +36,7 @@ MAX_MESSAGES = 8  # per check and scheme: a model with 100 copies says so in a f
 PREFIX_ELEMENTS = 4096  # elements of each tensor hashed to find candidate copies
 TRUNC_FAR = 5.0  # stds: a cut this far from the mean removes under 1 draw in 3.4 million
 # Methods whose `mode` picks one fan (lecun_* always use fan_in).
-ONE_FAN = ("kaiming_normal", "kaiming_uniform", "lecun_normal", "lecun_uniform",
-           "variance_scaling")  # fmt: skip
+ONE_FAN = ("kaiming_normal", "kaiming_uniform", "lecun_normal", "lecun_uniform", "variance_scaling")
 # Modules whose reset_parameters() is kaiming_uniform_(a=sqrt(5)) on the weight.
 A_SQRT5 = (nn.Linear, *FAMILIES["Conv"], *FAMILIES["ConvTranspose"])
 
@@ -54,8 +53,13 @@ class Subject:
     fingerprint: str | None = None  # this model's, when its tensors are real
 
     @classmethod
-    def of(cls, scheme: Scheme, model: nn.Module, earlier: Mapping[str, str] | None = None,
-           fingerprint: str | None = None) -> Subject:  # fmt: skip
+    def of(
+        cls,
+        scheme: Scheme,
+        model: nn.Module,
+        earlier: Mapping[str, str] | None = None,
+        fingerprint: str | None = None,
+    ) -> Subject:
         found, modules = tuple(targets(model, scheme)), tuple(model.named_modules())
         return cls(scheme, model, found, modules, earlier or {}, fingerprint)
 
@@ -87,8 +91,10 @@ def _own_params(module: nn.Module) -> bool:
 def _closest_layers(layers: str, modules: tuple[tuple[str, nn.Module], ...]) -> str:
     """'; did you mean ...?' from the families and class names in the model, case aside;
     else the families this model has (a valid name that is simply absent gets the list)."""
-    present = sorted({family_of(m) for _, m in modules if _own_params(m)}
-                     | {type(m).__name__ for _, m in modules})  # fmt: skip
+    present = sorted(
+        {family_of(m) for _, m in modules if _own_params(m)}
+        | {type(m).__name__ for _, m in modules}
+    )
     lowered = {name.lower(): name for name in present}
     wanted = layers.rsplit(".", 1)[-1].lower()  # a dotted path: compare its class name
     close = difflib.get_close_matches(wanted, list(lowered), n=2, cutoff=0.6)
@@ -136,8 +142,10 @@ def _glob_matches_nothing(glob: str, rules: list[tuple[int, Rule]], subject: Sub
         return None
     which = "/".join(str(i) for i, _ in rules)
     layers = "/".join(dict.fromkeys(r.layers for _, r in rules))
-    return (f"rule {which} ({layers} named {glob}): the name glob {glob!r} matches none of the "
-            f"{len(kinds)} {layers} modules{_closest_glob(glob, kinds)}")  # fmt: skip
+    return (
+        f"rule {which} ({layers} named {glob}): the name glob {glob!r} matches none of the "
+        f"{len(kinds)} {layers} modules{_closest_glob(glob, kinds)}"
+    )
 
 
 def _no_parameters(index: int, rule: Rule, subject: Subject) -> str | None:
@@ -183,9 +191,11 @@ def _shadowed(subject: Subject) -> list[str]:
     out = []
     for i, (name, winner) in sorted(first_match.items()):
         if i not in decided:
-            out.append(f"rule {i} ({rules[i].label()}) decides nothing: every module it matches "
-                       f"(e.g. {name!r}) is taken by rule {winner} first (first match wins); "
-                       "move it above")  # fmt: skip
+            out.append(
+                f"rule {i} ({rules[i].label()}) decides nothing: every module it matches "
+                f"(e.g. {name!r}) is taken by rule {winner} first (first match wins); "
+                "move it above"
+            )
     return out[:MAX_MESSAGES]
 
 
@@ -220,19 +230,25 @@ def _conv_transpose_message(t: Target, count: int) -> str:
         "fan_out": "the signal's variance (at stride 1), not the gradient's",
     }[mode]
     others = f" and {count - 1} more" if count > 1 else ""
-    return (f"{t.param}{others} ({type(t.module).__name__}, weight {tuple(t.tensor.shape)}): "
-            f"{t.spec.method} mode={mode!r}: torch reads fan_in from dim 1, out_channels/groups "
-            f"× kernel = {fan_in}, and fan_out = in_channels × kernel = {fan_out}, so here it "
-            f"keeps {keeps}: the reverse of a Conv")  # fmt: skip
+    return (
+        f"{t.param}{others} ({type(t.module).__name__}, weight {tuple(t.tensor.shape)}): "
+        f"{t.spec.method} mode={mode!r}: torch reads fan_in from dim 1, out_channels/groups "
+        f"× kernel = {fan_in}, and fan_out = in_channels × kernel = {fan_out}, so here it "
+        f"keeps {keeps}: the reverse of a Conv"
+    )
 
 
 def _conv_transpose_fans(subject: Subject) -> list[str]:
     """One message per rule: the first ConvTranspose weight it gives a one-fan method."""
     hits: dict[int | None, list[Target]] = {}
     for t in subject.targets:
-        if (isinstance(t.module, FAMILIES["ConvTranspose"]) and t.spec.method in ONE_FAN
-                and t.tensor.dim() >= 3 and t.spec.kwargs.get("mode", "fan_in") != "fan_avg"
-                and fans(t.shape)[0] != fans(t.shape)[1]):  # fmt: skip
+        if (
+            isinstance(t.module, FAMILIES["ConvTranspose"])
+            and t.spec.method in ONE_FAN
+            and t.tensor.dim() >= 3
+            and t.spec.kwargs.get("mode", "fan_in") != "fan_avg"
+            and fans(t.shape)[0] != fans(t.shape)[1]
+        ):
             hits.setdefault(t.rule_index, []).append(t)
     return [_conv_transpose_message(ts[0], len(ts)) for ts in hits.values()][:MAX_MESSAGES]
 
@@ -249,10 +265,12 @@ def _default_a_sqrt5(subject: Subject) -> list[str]:
         return []
     first = kept[0]
     std = 1 / math.sqrt(3 * fans(tuple(first.tensor.shape))[0])
-    return [f"{len(kept)} Linear/Conv weight(s) keep PyTorch's default kaiming_uniform(a=√5) "
-            f"(e.g. {first.param}: std 1/√(3·fan_in) = {std:.3g}): a variance of 1/(3·fan_in), "
-            "a sixth of Kaiming's 2/fan_in for ReLU, so a deep ReLU stack shrinks ×1/6 per "
-            "layer (×1/3 per linear layer)"]  # fmt: skip
+    return [
+        f"{len(kept)} Linear/Conv weight(s) keep PyTorch's default kaiming_uniform(a=√5) "
+        f"(e.g. {first.param}: std 1/√(3·fan_in) = {std:.3g}): a variance of 1/(3·fan_in), "
+        "a sixth of Kaiming's 2/fan_in for ReLU, so a deep ReLU stack shrinks ×1/6 per "
+        "layer (×1/3 per linear layer)"
+    ]
 
 
 # ---------------------------------------------------------------- values: copies
@@ -321,13 +339,15 @@ def _identical_tensors(subject: Subject) -> list[str]:
 
 
 def _copy_message(original: str, suffixes: list[str], copied: list[str]) -> str:
-    names = ", ".join(repr(b) for b in copied[:3]) + (f" and {len(copied) - 3} more"
-                                                       if len(copied) > 3 else "")  # fmt: skip
+    more = f" and {len(copied) - 3} more" if len(copied) > 3 else ""
+    names = ", ".join(repr(b) for b in copied[:3]) + more
     what = [s for s in suffixes if s]
     inside = f" ({len(suffixes)} tensors: {', '.join(what[:4])}{', ...' if len(what) > 4 else ''})"
-    return (f"{names} start{'s' if len(copied) == 1 else ''} with exactly the values of "
-            f"{original!r}{inside if what else ''}: a copied layer stays a copy until a rule "
-            "re-initializes it")  # fmt: skip
+    return (
+        f"{names} start{'s' if len(copied) == 1 else ''} with exactly the values of "
+        f"{original!r}{inside if what else ''}: a copied layer stays a copy until a rule "
+        "re-initializes it"
+    )
 
 
 def _identical_schemes(subject: Subject) -> list[str]:
@@ -336,8 +356,10 @@ def _identical_schemes(subject: Subject) -> list[str]:
     same = [name for name, fp in subject.earlier.items() if fp == subject.fingerprint]
     if not same:
         return []
-    return [f"identical to {same[0]!r}: every parameter has the same values after "
-            "initialization, so every result is the same"]  # fmt: skip
+    return [
+        f"identical to {same[0]!r}: every parameter has the same values after "
+        "initialization, so every result is the same"
+    ]
 
 
 def _on_meta(model: nn.Module) -> bool:
@@ -357,38 +379,88 @@ def fingerprint(model: nn.Module) -> str:
 
 
 _ENTRIES = [
-    Check(key="unmatched_rule", level="warning", find=_unmatched,
-           summary="a rule whose layers or name glob match no module initializes nothing, and "
-           "the run still succeeds with those parameters at PyTorch's default",
-           source="initlab: first matching rule wins; unmatched parameters keep the default"),
-    Check(key="shadowed_rule", level="warning", find=_shadowed,
-           summary="a rule after a broader one decides nothing: first match wins, so the "
-           "specific rule (e.g. a name glob) must come first",
-           source="initlab's matching; GPT-2's *.c_proj rule comes before the Linear rule"),
-    Check(key="trunc_normal_absolute", level="warning", find=_trunc_absolute,
-           summary="trunc_normal's a and b are absolute values, not stds: with std 0.02 the "
-           "default [-2, 2] is 100 std away and cuts nothing",
-           source="torch.nn.init.trunc_normal_ (a=-2, b=2 by default); "
-           "foundation-model-stack/foundation-model-stack#289"),
-    Check(key="conv_transpose_fans", level="warning", find=_conv_transpose_fans,
-           summary="torch reads a ConvTranspose weight's fan_in from dim 1 (out_channels), so "
-           "mode='fan_in' and 'fan_out' swap roles there (xavier, using both, is unaffected)",
-           source="torch.nn.init._calculate_fan_in_and_fan_out; pytorch/pytorch#30079; "
-           "Lasagne/Lasagne#858"),
-    Check(key="default_a_sqrt5", level="info", find=_default_a_sqrt5,
-           summary="PyTorch's default Linear/Conv init is kaiming_uniform(a=√5): variance "
-           "1/(3·fan_in), a sixth of Kaiming's for ReLU",
-           source="torch.nn.Linear.reset_parameters; pytorch/pytorch#15314, #57109"),
-    Check(key="identical_tensors", level="warning", find=_identical_tensors, needs="values",
-           summary="layers that start with identical tensors (nn.TransformerEncoder deep-copies "
-           "its layer, weights included) compute the same thing and get the same gradients",
-           source="torch.nn.TransformerEncoder's _get_clones (copy.deepcopy); "
-           "pytorch/pytorch#86274, #72253"),
-    Check(key="identical_schemes", level="info", find=_identical_schemes, needs="values",
-           summary="two schemes of one experiment that give identical tensors (e.g. Xavier with "
-           "relu's gain and Kaiming on equal fans) are one scheme under two names",
-           source="initlab: same seed, same draws, same values"),
-]  # fmt: skip
+    Check(
+        key="unmatched_rule",
+        level="warning",
+        find=_unmatched,
+        summary=(
+            "a rule whose layers or name glob match no module initializes nothing, and "
+            "the run still succeeds with those parameters at PyTorch's default"
+        ),
+        source="initlab: first matching rule wins; unmatched parameters keep the default",
+    ),
+    Check(
+        key="shadowed_rule",
+        level="warning",
+        find=_shadowed,
+        summary=(
+            "a rule after a broader one decides nothing: first match wins, so the "
+            "specific rule (e.g. a name glob) must come first"
+        ),
+        source="initlab's matching; GPT-2's *.c_proj rule comes before the Linear rule",
+    ),
+    Check(
+        key="trunc_normal_absolute",
+        level="warning",
+        find=_trunc_absolute,
+        summary=(
+            "trunc_normal's a and b are absolute values, not stds: with std 0.02 the "
+            "default [-2, 2] is 100 std away and cuts nothing"
+        ),
+        source=(
+            "torch.nn.init.trunc_normal_ (a=-2, b=2 by default); "
+            "foundation-model-stack/foundation-model-stack#289"
+        ),
+    ),
+    Check(
+        key="conv_transpose_fans",
+        level="warning",
+        find=_conv_transpose_fans,
+        summary=(
+            "torch reads a ConvTranspose weight's fan_in from dim 1 (out_channels), so "
+            "mode='fan_in' and 'fan_out' swap roles there (xavier, using both, is unaffected)"
+        ),
+        source=(
+            "torch.nn.init._calculate_fan_in_and_fan_out; pytorch/pytorch#30079; "
+            "Lasagne/Lasagne#858"
+        ),
+    ),
+    Check(
+        key="default_a_sqrt5",
+        level="info",
+        find=_default_a_sqrt5,
+        summary=(
+            "PyTorch's default Linear/Conv init is kaiming_uniform(a=√5): variance "
+            "1/(3·fan_in), a sixth of Kaiming's for ReLU"
+        ),
+        source="torch.nn.Linear.reset_parameters; pytorch/pytorch#15314, #57109",
+    ),
+    Check(
+        key="identical_tensors",
+        level="warning",
+        find=_identical_tensors,
+        needs="values",
+        summary=(
+            "layers that start with identical tensors (nn.TransformerEncoder deep-copies "
+            "its layer, weights included) compute the same thing and get the same gradients"
+        ),
+        source=(
+            "torch.nn.TransformerEncoder's _get_clones (copy.deepcopy); "
+            "pytorch/pytorch#86274, #72253"
+        ),
+    ),
+    Check(
+        key="identical_schemes",
+        level="info",
+        find=_identical_schemes,
+        needs="values",
+        summary=(
+            "two schemes of one experiment that give identical tensors (e.g. Xavier with "
+            "relu's gain and Kaiming on equal fans) are one scheme under two names"
+        ),
+        source="initlab: same seed, same draws, same values",
+    ),
+]
 
 WARNINGS: dict[str, Check] = {c.key: c for c in _ENTRIES}
 
@@ -428,8 +500,10 @@ class WarningCollector:
         own = fingerprint(model)
         found = scheme_warnings(scheme, model, earlier=self.fingerprints, fingerprint=own)
         self.fingerprints[scheme.name] = own
-        self.rows += [{"scheme": scheme.name, "check": w.check, "level": w.level,
-                       "message": w.message} for w in found]  # fmt: skip
+        self.rows += [
+            {"scheme": scheme.name, "check": w.check, "level": w.level, "message": w.message}
+            for w in found
+        ]
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=WARNING_COLUMNS)
@@ -449,8 +523,9 @@ def same_tensors(params: pd.DataFrame) -> dict[str, str]:
     moments = {s: keyed[params.set_index(["seed", "param"])["scheme"] == s] for s in order}
     out: dict[str, str] = {}
     for i, scheme in enumerate(order):
-        match = next((o for o in order[:i] if o not in out and moments[o].equals(moments[scheme])),
-                     None)  # fmt: skip
+        match = next(
+            (o for o in order[:i] if o not in out and moments[o].equals(moments[scheme])), None
+        )
         if match is not None:
             out[scheme] = match
     return out

@@ -32,8 +32,9 @@ def sparse_(tensor, sparsity, std=0.01, generator=None):
     return tensor
 
 
-def variance_scaling_(tensor, scale=1.0, mode="fan_in", distribution="truncated_normal",
-                      generator=None):  # fmt: skip
+def variance_scaling_(
+    tensor, scale=1.0, mode="fan_in", distribution="truncated_normal", generator=None
+):
     """Keras/JAX variance scaling: std = sqrt(scale / n), n = fan_in, fan_out or their mean.
 
     `truncated_normal` cuts at two standard deviations and divides by the std of the cut

@@ -83,13 +83,17 @@ def _mlp_widths(given: Spec, where: str) -> Spec:
     if widths is None:
         return {k: v for k, v in given.items() if k != "widths"}
     if not isinstance(widths, list | tuple) or not 2 <= len(widths) <= MAX_MLP_DEPTH + 1:
-        raise ValueError(f"{where}.widths: must list 2 to {MAX_MLP_DEPTH + 1} widths (input "
-                         f"first); got {shown(widths)}")  # fmt: skip
+        raise ValueError(
+            f"{where}.widths: must list 2 to {MAX_MLP_DEPTH + 1} widths (input "
+            f"first); got {shown(widths)}"
+        )
     widths = _param("mlp", "widths").check(list(widths), f"{where}.widths")
     for field, implied in (("depth", len(widths) - 1), ("width", widths[0])):
         if field in given and given[field] != implied:
-            raise ValueError(f"{where}.{field}: {shown(given[field])} disagrees with widths, "
-                             f"which give {implied}; give one or the other")  # fmt: skip
+            raise ValueError(
+                f"{where}.{field}: {shown(given[field])} disagrees with widths, "
+                f"which give {implied}; give one or the other"
+            )
     return {**given, "widths": list(widths), "depth": len(widths) - 1, "width": widths[0]}
 
 
@@ -97,10 +101,11 @@ def _param(model: str, name: str) -> Param:
     return next(p for p in MODELS[model].params if p.name == name)
 
 
-def _norm(kind: str, width: int) -> nn.Module | None:
-    return {"none": None, "batchnorm": nn.BatchNorm1d(width), "layernorm": nn.LayerNorm(width)}[
-        kind
-    ]
+NORMS: dict[str, Callable[[int], nn.Module | None]] = {
+    "none": lambda width: None,
+    "batchnorm": nn.BatchNorm1d,
+    "layernorm": nn.LayerNorm,
+}
 
 
 def build_mlp(spec: Spec) -> nn.Module:
@@ -109,7 +114,7 @@ def build_mlp(spec: Spec) -> nn.Module:
     layers: list[tuple[str, nn.Module]] = []
     for i in range(1, len(widths)):
         layers.append((f"fc{i}", nn.Linear(widths[i - 1], widths[i], bias=spec["bias"])))
-        norm = _norm(spec["norm"], widths[i])
+        norm = NORMS[spec["norm"]](widths[i])
         if norm is not None:
             layers.append((f"norm{i}", norm))
         layers.append((f"act{i}", ACTIVATIONS[spec["activation"]]()))
@@ -119,16 +124,28 @@ def build_mlp(spec: Spec) -> nn.Module:
 MLP_PARAMS = (
     Param("depth", "int", 20, "number of Linear → activation blocks", low=1, high=1000),
     Param("width", "int", 256, "units per layer (and input features)", low=1, high=100_000),
-    Param("widths", "ints", None, "per-layer widths, input first (overrides depth and width)",
-          low=1, high=100_000),
-    Param("activation", "choice", "relu", "activation after every Linear",
-          choices=tuple(ACTIVATIONS)),
+    Param(
+        "widths",
+        "ints",
+        None,
+        "per-layer widths, input first (overrides depth and width)",
+        low=1,
+        high=100_000,
+    ),
+    Param(
+        "activation", "choice", "relu", "activation after every Linear", choices=tuple(ACTIVATIONS)
+    ),
     # No bias by default: the network of the signal-propagation papers (a bias sets a floor
     # under the variance that hides how the weights alone propagate the signal).
     Param("bias", "bool", False, "Linear layers have a bias"),
-    Param("norm", "choice", "none", "normalization between Linear and activation",
-          choices=("none", "batchnorm", "layernorm")),
-)  # fmt: skip
+    Param(
+        "norm",
+        "choice",
+        "none",
+        "normalization between Linear and activation",
+        choices=tuple(NORMS),
+    ),
+)
 
 
 # ---------------------------------------------------------------- lenet
@@ -168,13 +185,17 @@ def build_cnn(spec: Spec) -> nn.Module:
     channels, bn = spec["channels"], spec["batchnorm"]
     for i in range(1, spec["depth"] + 1):
         # Bias is redundant in front of BatchNorm, which subtracts the mean anyway.
-        layers.append((f"conv{i}", nn.Conv2d(3 if i == 1 else channels, channels, 3, padding=1,
-                                             bias=not bn)))  # fmt: skip
+        layers.append(
+            (f"conv{i}", nn.Conv2d(3 if i == 1 else channels, channels, 3, padding=1, bias=not bn))
+        )
         if bn:
             layers.append((f"bn{i}", nn.BatchNorm2d(channels)))
         layers.append((f"act{i}", ACTIVATIONS[spec["activation"]]()))
-    layers += [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
-               ("fc", nn.Linear(channels, NUM_CLASSES))]  # fmt: skip
+    layers += [
+        ("pool", nn.AdaptiveAvgPool2d(1)),
+        ("flatten", nn.Flatten()),
+        ("fc", nn.Linear(channels, NUM_CLASSES)),
+    ]
     return nn.Sequential(OrderedDict(layers))
 
 
@@ -183,11 +204,12 @@ IMAGE_SIZE = Param("image_size", "int", 32, "height and width of the RGB input",
 CNN_PARAMS = (
     Param("depth", "int", 8, "number of 3×3 conv layers", low=1, high=200),
     Param("channels", "int", 16, "channels of every conv layer", low=1, high=2048),
-    Param("activation", "choice", "relu", "activation after every conv",
-          choices=tuple(ACTIVATIONS)),
+    Param(
+        "activation", "choice", "relu", "activation after every conv", choices=tuple(ACTIVATIONS)
+    ),
     Param("batchnorm", "bool", False, "BatchNorm between conv and activation"),
     IMAGE_SIZE,
-)  # fmt: skip
+)
 
 
 # ---------------------------------------------------------------- resnet
@@ -232,8 +254,10 @@ class ResNet(nn.Module):
         for i in range(stages):
             cout = width * 2**i
             stride = 1 if i == 0 else 2
-            stage = [BasicBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1)
-                     for j in range(blocks)]  # fmt: skip
+            stage = [
+                BasicBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1)
+                for j in range(blocks)
+            ]
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
             cin = cout
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -248,12 +272,18 @@ class ResNet(nn.Module):
 
 
 RESNET_PARAMS = (
-    Param("stages", "int", 3, "stages; each doubles the width and halves the resolution",
-          low=1, high=6),
+    Param(
+        "stages",
+        "int",
+        3,
+        "stages; each doubles the width and halves the resolution",
+        low=1,
+        high=6,
+    ),
     Param("blocks", "int", 2, "residual blocks per stage", low=1, high=100),
     Param("width", "int", 16, "channels of the stem and the first stage", low=1, high=512),
     IMAGE_SIZE,
-)  # fmt: skip
+)
 
 
 # ---------------------------------------------------------------- transformer
@@ -329,8 +359,10 @@ class Transformer(nn.Module):
 
 def _check_heads(spec: Spec, where: str) -> None:
     if spec["d_model"] % spec["n_heads"]:
-        raise ValueError(f"{where}.n_heads: must divide d_model ({spec['d_model']}), so each "
-                         f"head gets d_model/n_heads dims; got {spec['n_heads']}")  # fmt: skip
+        raise ValueError(
+            f"{where}.n_heads: must divide d_model ({spec['d_model']}), so each "
+            f"head gets d_model/n_heads dims; got {spec['n_heads']}"
+        )
 
 
 TRANSFORMER_PARAMS = (
@@ -340,7 +372,7 @@ TRANSFORMER_PARAMS = (
     Param("vocab_size", "int", 1000, "token vocabulary", low=2, high=262_144),
     Param("seq_len", "int", 32, "tokens per sample (and learned positions)", low=1, high=8192),
     Param("tie_weights", "bool", True, "lm_head shares the token embedding's weight (GPT-2)"),
-)  # fmt: skip
+)
 
 
 # ---------------------------------------------------------------- custom (the user's own code)
@@ -348,9 +380,14 @@ TRANSFORMER_PARAMS = (
 ALLOW_ENV = "INITLAB_ALLOW_CUSTOM_MODELS"
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 CUSTOM_PARAMS = (
-    Param("activation", "choice", "relu", "the model's main activation (sets presets' gains)",
-          choices=tuple(ACTIVATIONS)),
-)  # fmt: skip
+    Param(
+        "activation",
+        "choice",
+        "relu",
+        "the model's main activation (sets presets' gains)",
+        choices=tuple(ACTIVATIONS),
+    ),
+)
 
 
 def custom_allowed(allow: bool | None = None) -> bool:
@@ -382,8 +419,9 @@ def import_factory(path: str, where: str = "model") -> Callable[..., Any]:
         for part in attr.split("."):
             obj = getattr(obj, part)
     except Exception as exc:  # the user's module may raise anything while importing
-        raise ValueError(f"{where}.factory: cannot import '{path}': "
-                         f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+        raise ValueError(
+            f"{where}.factory: cannot import '{path}': {type(exc).__name__}: {exc}"
+        ) from exc
     if not callable(obj):
         raise ValueError(f"{where}.factory: '{path}' is a {type(obj).__name__}, not a callable")
     return obj
@@ -400,8 +438,10 @@ def _normalize_custom(given: Spec, where: str, allow: bool) -> Spec:
         )
     kwargs = given.get("kwargs", {})
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-        raise ValueError(f"{where}.kwargs: must be an object of keyword arguments for the "
-                         f"factory; got {shown(kwargs)}")  # fmt: skip
+        raise ValueError(
+            f"{where}.kwargs: must be an object of keyword arguments for the "
+            f"factory; got {shown(kwargs)}"
+        )
     import_factory(factory, where)
     rest = {k: v for k, v in given.items() if k not in ("factory", "kwargs")}
     checked = check_params(CUSTOM_PARAMS, rest, where, "model 'custom'")
@@ -414,17 +454,22 @@ def build_custom(spec: Spec) -> nn.Module:
     try:
         model = factory(**spec["kwargs"])
     except Exception as exc:
-        raise ValueError(f"model.factory: '{spec['factory']}' raised "
-                         f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+        raise ValueError(
+            f"model.factory: '{spec['factory']}' raised {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model.factory: '{spec['factory']}' returned a "
-                         f"{type(model).__name__}, not a torch.nn.Module")  # fmt: skip
+        raise ValueError(
+            f"model.factory: '{spec['factory']}' returned a "
+            f"{type(model).__name__}, not a torch.nn.Module"
+        )
     return model
 
 
 def _custom_input_shape(spec: Spec) -> tuple[int, ...]:
-    raise ValueError("input.shape: a custom model must declare its per-sample input shape, "
-                     "e.g. [3, 32, 32], or [seq_len] with input.distribution 'tokens'")  # fmt: skip
+    raise ValueError(
+        "input.shape: a custom model must declare its per-sample input shape, "
+        "e.g. [3, 32, 32], or [seq_len] with input.distribution 'tokens'"
+    )
 
 
 # ---------------------------------------------------------------- the registry
@@ -438,44 +483,84 @@ def _image(spec: Spec) -> tuple[int, ...]:
     return (3, spec["image_size"], spec["image_size"])
 
 
+def _mlp_input(spec: Spec) -> tuple[int, ...]:
+    """One sample is a vector of the first layer's width (`widths[0]` when widths are given)."""
+    return (spec["widths"][0] if spec.get("widths") else spec["width"],)
+
+
+def build_resnet(spec: Spec) -> nn.Module:
+    return ResNet(spec["stages"], spec["blocks"], spec["width"])
+
+
+CUSTOM_SUMMARY = (
+    'your own nn.Module from "factory": "package.module:callable" (+ "kwargs"); '
+    "needs input.shape; runs your code, so only with --allow-custom-models"
+)
+
+
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry(
-        "mlp", "depth × [Linear → activation]: the network of the signal-propagation papers",
-        MLP_PARAMS, build_mlp, lambda s: (s["widths"][0] if s.get("widths") else s["width"],),
-        _gain, prepare=_mlp_widths,
+        name="mlp",
+        summary="depth × [Linear → activation]: the network of the signal-propagation papers",
+        params=MLP_PARAMS,
+        build=build_mlp,
+        input_shape=_mlp_input,
+        activation=_gain,
+        prepare=_mlp_widths,
     ),
     "lenet": ModelEntry(
-        "lenet", "the recipe's Net: conv 3→6 5×5, pool, conv 6→16 5×5, pool, fc 400→120→84→10",
-        (), lambda s: LeNet(), lambda s: (3, 32, 32), lambda s: "relu",
+        name="lenet",
+        summary="the recipe's Net: conv 3→6 5×5, pool, conv 6→16 5×5, pool, fc 400→120→84→10",
+        params=(),
+        build=lambda spec: LeNet(),
+        input_shape=lambda spec: (3, 32, 32),
+        activation=lambda spec: "relu",
     ),
     "cnn": ModelEntry(
-        "cnn", "plain VGG-style stack: depth × [conv 3×3 → (BatchNorm) → activation], pool, fc",
-        CNN_PARAMS, build_cnn, _image, _gain,
+        name="cnn",
+        summary="plain VGG-style stack: depth × [conv 3×3 → (BatchNorm) → activation], pool, fc",
+        params=CNN_PARAMS,
+        build=build_cnn,
+        input_shape=_image,
+        activation=_gain,
     ),
     "resnet": ModelEntry(
-        "resnet", "CIFAR-style ResNet of BasicBlocks with BatchNorm (torchvision's names)",
-        RESNET_PARAMS, lambda s: ResNet(s["stages"], s["blocks"], s["width"]), _image,
-        lambda s: "relu",
+        name="resnet",
+        summary="CIFAR-style ResNet of BasicBlocks with BatchNorm (torchvision's names)",
+        params=RESNET_PARAMS,
+        build=build_resnet,
+        input_shape=_image,
+        activation=lambda spec: "relu",
     ),
     "transformer": ModelEntry(
-        "transformer", "pre-LN GPT-style decoder (nanoGPT/GPT-2 names) on random token ids",
-        TRANSFORMER_PARAMS, Transformer, lambda s: (s["seq_len"],), lambda s: "gelu",
-        tokens=lambda s: s["vocab_size"], check=_check_heads,
+        name="transformer",
+        summary="pre-LN GPT-style decoder (nanoGPT/GPT-2 names) on random token ids",
+        params=TRANSFORMER_PARAMS,
+        build=Transformer,
+        input_shape=lambda spec: (spec["seq_len"],),
+        activation=lambda spec: "gelu",
+        tokens=lambda spec: spec["vocab_size"],
+        check=_check_heads,
     ),
     "custom": ModelEntry(
-        "custom", "your own nn.Module from \"factory\": \"package.module:callable\" (+ \"kwargs\");"
-        " needs input.shape; runs your code, so only with --allow-custom-models",
-        CUSTOM_PARAMS, build_custom, _custom_input_shape, _gain, custom=True,
+        name="custom",
+        summary=CUSTOM_SUMMARY,
+        params=CUSTOM_PARAMS,
+        build=build_custom,
+        input_shape=_custom_input_shape,
+        activation=_gain,
+        custom=True,
     ),
-}  # fmt: skip
+}
 
 
 def model_entry(spec: Any, where: str = "model") -> ModelEntry:
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise ValueError(f"{where}.name: missing; choose one of: {', '.join(MODELS)}")
     if spec["name"] not in MODELS:
-        raise ValueError(f"{where}.name: unknown model {shown(spec['name'])}; choose one of: "
-                         f"{', '.join(MODELS)}")  # fmt: skip
+        raise ValueError(
+            f"{where}.name: unknown model {shown(spec['name'])}; choose one of: {', '.join(MODELS)}"
+        )
     return MODELS[spec["name"]]
 
 

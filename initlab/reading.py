@@ -25,8 +25,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise DuplicateKeyError(f"the key {shown(key)} appears twice in one object; "
-                                    "each key may be given once")  # fmt: skip
+            raise DuplicateKeyError(
+                f"the key {shown(key)} appears twice in one object; each key may be given once"
+            )
         out[key] = value
     return out
 
@@ -67,8 +68,9 @@ def _read_stream(path: Path, cap: int, seconds: float) -> bytes:
         while size <= cap:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise ValueError(f"{path}: no end of data within {seconds:g} s; not an "
-                                 "experiment file")  # fmt: skip
+                raise ValueError(
+                    f"{path}: no end of data within {seconds:g} s; not an experiment file"
+                )
             try:
                 chunk = os.read(fd, min(1 << 16, cap + 1 - size))
             except BlockingIOError:  # woken without data (a writer came and went)

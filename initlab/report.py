@@ -25,8 +25,10 @@ overflow-x: auto; } .dot { font-size: 20px; }
 
 def _figures(tables: dict[str, pd.DataFrame], colors: dict[str, str]) -> list[go.Figure]:
     layers, hists = tables["layers"], tables["histograms"]
-    figs = [plots.variance_by_depth(layers, colors=colors),
-            plots.grad_variance_by_depth(layers, colors=colors)]  # fmt: skip
+    figs = [
+        plots.variance_by_depth(layers, colors=colors),
+        plots.grad_variance_by_depth(layers, colors=colors),
+    ]
     for kind in plots.HISTOGRAM_KINDS:
         if (hists["kind"] == kind).any():
             figs.append(plots.histogram_grid(hists, kind, colors=colors, max_rows=6))
@@ -40,8 +42,11 @@ def _figure_html(figs: list[go.Figure]) -> list[str]:
 
 def _verdicts_html(exp: Experiment, layers: pd.DataFrame, colors: dict[str, str]) -> str:
     input_var = exp.input_variance()
-    items = [f"<li><span class='dot' style='color:{colors[s]}'>●</span> <b>{html.escape(s)}</b>: "
-             f"{html.escape(v)}</li>" for s, v in verdicts(layers, input_var).items()]  # fmt: skip
+    items = [
+        f"<li><span class='dot' style='color:{colors[s]}'>●</span> <b>{html.escape(s)}</b>: "
+        f"{html.escape(v)}</li>"
+        for s, v in verdicts(layers, input_var).items()
+    ]
     return "<ul>" + "".join(items) + "</ul>"
 
 
@@ -53,29 +58,41 @@ def _warnings_html(tables: dict[str, pd.DataFrame]) -> str:
         return ""
     if warnings.empty:
         return "<h2>Warnings</h2><p>None.</p>"
-    items = [f"<li><b>{html.escape(str(w.scheme))}</b> ({html.escape(str(w.check))}): "
-             f"{html.escape(str(w.message))}</li>"
-             for w in warnings.itertuples(index=False)]  # fmt: skip
+    items = [
+        f"<li><b>{html.escape(str(w.scheme))}</b> ({html.escape(str(w.check))}): "
+        f"{html.escape(str(w.message))}</li>"
+        for w in warnings.itertuples(index=False)
+    ]
     return "<h2>Warnings</h2><ul>" + "".join(items) + "</ul>"
 
 
 def build_report(exp: Experiment, tables: dict[str, pd.DataFrame]) -> str:
     """The whole report as one HTML string."""
     colors = plots.scheme_colors([s.name for s in exp.schemes])
-    parts = [f"<style>{STYLE}</style>", "<h1>initlab report</h1>",
-             f"<p class='sub'>{html.escape(_model_line(exp))}</p>",
-             _verdicts_html(exp, tables["layers"], colors),
-             _warnings_html(tables),
-             *_figure_html(_figures(tables, colors)),
-             "<h2>Health</h2>", layer_health(tables["layers"]).to_html(index=False),
-             "<h2>Parameters</h2>", tables["params"].to_html(index=False, float_format="%.4g"),
-             "<h2>Code</h2>",
-             *(f"<h3>{html.escape(s.name)}</h3><pre>{html.escape(to_code(s))}</pre>"
-               for s in exp.schemes),
-             "<h2>Experiment</h2>", f"<pre>{html.escape(exp.to_json())}</pre>"]  # fmt: skip
+    parts = [
+        f"<style>{STYLE}</style>",
+        "<h1>initlab report</h1>",
+        f"<p class='sub'>{html.escape(_model_line(exp))}</p>",
+        _verdicts_html(exp, tables["layers"], colors),
+        _warnings_html(tables),
+        *_figure_html(_figures(tables, colors)),
+        "<h2>Health</h2>",
+        layer_health(tables["layers"]).to_html(index=False),
+        "<h2>Parameters</h2>",
+        tables["params"].to_html(index=False, float_format="%.4g"),
+        "<h2>Code</h2>",
+        *(
+            f"<h3>{html.escape(s.name)}</h3><pre>{html.escape(to_code(s))}</pre>"
+            for s in exp.schemes
+        ),
+        "<h2>Experiment</h2>",
+        f"<pre>{html.escape(exp.to_json())}</pre>",
+    ]
     body = "\n".join(parts)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>initlab report</title>"
-            f"</head><body>{body}</body></html>")  # fmt: skip
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>initlab report</title>"
+        f"</head><body>{body}</body></html>"
+    )
 
 
 def _model_line(exp: Experiment) -> str:

@@ -14,8 +14,16 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 # Modules whose 3-D outputs are (batch, channels, length); other 3-D outputs are read as
 # (batch, tokens, features), the transformer layout.
-CHANNELS_FIRST = (_ConvNd, _BatchNorm, _InstanceNorm, nn.GroupNorm, nn.MaxPool1d, nn.AvgPool1d,
-                  nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)  # fmt: skip
+CHANNELS_FIRST = (
+    _ConvNd,
+    _BatchNorm,
+    _InstanceNorm,
+    nn.GroupNorm,
+    nn.MaxPool1d,
+    nn.AvgPool1d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool1d,
+)
 
 
 def unit_dim(module: nn.Module | None, tensor: torch.Tensor) -> int | None:
