@@ -1,4 +1,5 @@
-"""`python -m initlab ...`: run an experiment file, list what exists, export code.
+"""`python -m initlab ...`: run an experiment file, list what exists, export code, print the
+experiment file's JSON Schema.
 
 Any invalid input ends with one or two lines on stderr and exit status 2, never a traceback.
 """
@@ -6,6 +7,7 @@ Any invalid input ends with one or two lines on stderr and exit status 2, never 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from initlab.codegen import to_module
 from initlab.experiment import Experiment, Results, run
+from initlab.fileformat import experiment_schema
 from initlab.methods import METHODS
 from initlab.models import MODELS
 from initlab.presets import PRESETS
@@ -41,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="allow a 'custom' model (imports and runs your factory's code); "
                        "or set INITLAB_ALLOW_CUSTOM_MODELS=1")  # fmt: skip
     for name, text in (("methods", "list methods and their parameters"),
-                       ("presets", "list presets"), ("models", "list zoo models")):  # fmt: skip
+                       ("presets", "list presets"), ("models", "list zoo models"),
+                       ("schema", "print the experiment file's JSON Schema")):  # fmt: skip
         sub.add_parser(name, help=text)
     return parser
 
@@ -136,12 +140,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """The experiment file's JSON Schema (draft 2020-12), for editors and validators."""
+    print(json.dumps(experiment_schema(), indent=2))
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "code": cmd_code,
     "methods": cmd_methods,
     "presets": cmd_presets,
     "models": cmd_models,
+    "schema": cmd_schema,
 }
 
 
