@@ -1,4 +1,5 @@
-"""The benchmark: `python -m initlab.bench` prints what initlab costs on top of the bare pass.
+"""The probe's cost: time and peak memory of initlab's probe and of the hook-and-store approach
+people write by hand, each against the bare forward+backward pass.
 
 Every ratio is measured side by side in one run: the baseline and the contender alternate, and
 each figure is the median of several interleaved repeats. Memory is measured in a fresh
@@ -8,17 +9,15 @@ memory cannot hide the next one's.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -29,6 +28,10 @@ from torch import nn
 from initlab.experiment import generator
 from initlab.models import MODELS, build_model
 from initlab.probe import first_tensor, probe
+
+ROOT = Path(__file__).resolve().parents[1]  # the memory subprocesses import `benchmarks` here
+# The module, not the function `initlab.probe` that the package exports under its name.
+PROBE_MODULE = importlib.import_module("initlab.probe")
 
 TIME_CASES: dict[str, dict[str, Any]] = {
     "mlp 50×512": {"name": "mlp", "depth": 50, "width": 512, "activation": "relu", "bias": False},
@@ -113,8 +116,7 @@ class _NoCapture:
 
 
 def probe_without_capture(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
-    # The module, not the function `initlab.probe` that the package exports under its name.
-    with mock.patch.object(importlib.import_module("initlab.probe"), "Observer", _NoCapture):
+    with mock.patch.object(PROBE_MODULE, "Observer", _NoCapture):
         initlab_probe(model, x, backward)
 
 
@@ -134,15 +136,17 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, f
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def time_table(batch: int, repeats: int) -> list[dict[str, Any]]:
+Cases = dict[str, dict[str, Any]]
+
+
+def time_table(batch: int, repeats: int, cases: Cases = TIME_CASES) -> list[dict[str, Any]]:
+    """Probe and hook-and-store, each as a multiple of the bare forward+backward."""
     rows = []
-    for label, spec in TIME_CASES.items():
+    for label, spec in cases.items():
         if spec["name"] not in MODELS:
             continue
         model, x = make_case(spec, batch)
-        contenders = {"bare": bare, "probe": initlab_probe, "peer": hook_and_store}
-        fns = {k: (lambda f=f, m=model, x=x: f(m, x)) for k, f in contenders.items()}
-        t = interleaved(fns, repeats)
+        t = _race(model, x, {"bare": bare, "probe": initlab_probe, "peer": hook_and_store}, repeats)
         rows.append(
             {
                 "case": label,
@@ -154,21 +158,33 @@ def time_table(batch: int, repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
-CAPTURE_CASES = ("mlp 50×512", "transformer")
+def _race(
+    model: nn.Module, x: torch.Tensor, contenders: dict[str, Callable[..., None]], repeats: int
+) -> dict[str, float]:
+    fns = {k: (lambda f=f: f(model, x)) for k, f in contenders.items()}
+    return interleaved(fns, repeats)
 
 
-def capture_table(batch: int, repeats: int) -> list[dict[str, Any]]:
+CAPTURE_CASES: Cases = {label: TIME_CASES[label] for label in ("mlp 50×512", "transformer")}
+
+
+def capture_table(batch: int, repeats: int, cases: Cases = CAPTURE_CASES) -> list[dict[str, Any]]:
     """What observing functional activations, blocks' broadcasts and dropout costs, as a share
     of the bare forward+backward (the target: at most 5%)."""
     rows = []
-    for label in CAPTURE_CASES:
-        model, x = make_case(TIME_CASES[label], batch)
+    for label, spec in cases.items():
+        model, x = make_case(spec, batch)
         contenders = {"bare": bare, "probe": initlab_probe, "without": probe_without_capture}
-        fns = {k: (lambda f=f, m=model, x=x: f(m, x)) for k, f in contenders.items()}
-        t = interleaved(fns, repeats)
-        rows.append({"case": label, "bare ms": 1e3 * t["bare"],
-                     "probe ms": 1e3 * t["probe"], "probe without capture ms": 1e3 * t["without"],
-                     "capture ÷ bare": (t["probe"] - t["without"]) / t["bare"]})  # fmt: skip
+        t = _race(model, x, contenders, repeats)
+        rows.append(
+            {
+                "case": label,
+                "bare ms": 1e3 * t["bare"],
+                "probe ms": 1e3 * t["probe"],
+                "probe without capture ms": 1e3 * t["without"],
+                "capture ÷ bare": (t["probe"] - t["without"]) / t["bare"],
+            }
+        )
     return rows
 
 
@@ -196,110 +212,50 @@ def measure_peak(spec: dict[str, Any], batch: int, contender: str, backward: boo
     return (_rss_kb("VmHWM") - before) / 1024
 
 
+PEAK_CODE = (
+    "import json, sys; from benchmarks.probe import measure_peak; "
+    "print(measure_peak(json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3], "
+    "sys.argv[4] == '1'))"
+)
+
+
 def peak_in_subprocess(spec: dict[str, Any], batch: int, contender: str, backward: bool) -> float:
-    code = ("import json,sys; from initlab.bench import measure_peak; "
-            "print(measure_peak(json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3], "
-            "sys.argv[4] == '1'))")  # fmt: skip
-    args = [sys.executable, "-c", code, json.dumps(spec), str(batch), contender, str(int(backward))]
+    """`measure_peak` in a fresh interpreter (run from the repository root, which holds
+    `benchmarks`), so no earlier measurement's pools are counted."""
+    args = [sys.executable, "-c", PEAK_CODE, json.dumps(spec), str(batch), contender]
     # A fixed mmap threshold: every tensor above 64 KB gets its own mapping and is returned on
     # free, so RSS follows live memory instead of glibc's pools (which depend on history).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    result = subprocess.run(args, check=True, capture_output=True, text=True, env=env)
-    return float(result.stdout)
+    run = subprocess.run(
+        [*args, str(int(backward))], check=True, capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    return float(run.stdout)
 
 
-def memory_table(repeats: int) -> list[dict[str, Any]]:
-    mlp = {"name": "mlp", "depth": 20, "width": 1024, "activation": "relu", "bias": False}
-    rows = []
-    peaks = {c: [] for c in ("bare", "probe", "peer")}
+MEMORY_MLP = {"name": "mlp", "depth": 20, "width": 1024, "activation": "relu", "bias": False}
+
+
+def memory_table(
+    repeats: int, mlp: dict[str, Any] = MEMORY_MLP, batch: int = 4096, depths: tuple = (25, 100)
+) -> list[dict[str, Any]]:
+    """Peak memory of a forward+backward pass, and of forward-only probes at several depths."""
+    peaks: dict[str, list[float]] = {c: [] for c in ("bare", "probe", "peer")}
     for _ in range(repeats):
-        for contender in peaks:
-            peaks[contender].append(peak_in_subprocess(mlp, 4096, contender, True))
+        for contender, values in peaks.items():
+            values.append(peak_in_subprocess(mlp, batch, contender, True))
     med = {c: statistics.median(v) for c, v in peaks.items()}
-    rows.append({"figure": "peak memory, forward+backward, mlp 20×1024 batch 4096",
-                 "bare MB": med["bare"], "probe ×": med["probe"] / med["bare"],
-                 "hook-and-store ×": med["peer"] / med["bare"]})  # fmt: skip
-    for depth in (25, 100):
-        spec = {**mlp, "depth": depth}
-        fwd = statistics.median(peak_in_subprocess(spec, 4096, "probe", False)
-                                for _ in range(repeats))  # fmt: skip
-        rows.append(
-            {"figure": f"forward-only probe peak above the model, depth {depth}", "probe MB": fwd}
-        )
-    return rows
-
-
-# ---------------------------------------------------------------- figure payload and app
-
-
-def payload_bytes(batch: int) -> int:
-    """Bytes of figure JSON the default page sends (variance, gradient, histogram grid)."""
-    from initlab import plots
-    from initlab.experiment import Experiment, run
-    from initlab.ui.results_panel import _default_names
-
-    exp = Experiment.from_dict({**DEFAULT_PAGE, "input": {"batch_size": batch}})
-    res = run(exp)
-    names = list(dict.fromkeys(res.histograms.query("kind == 'activation'")["name"]))
-    figs = [
-        plots.variance_by_depth(res.layers),
-        plots.grad_variance_by_depth(res.layers),
-        plots.histogram_grid(res.histograms, "activation", names=_default_names(names)),
+    size = f"mlp {mlp['depth']}×{mlp['width']} batch {batch}"
+    rows: list[dict[str, Any]] = [
+        {
+            "figure": f"peak memory, forward+backward, {size}",
+            "bare MB": med["bare"],
+            "probe ×": med["probe"] / med["bare"],
+            "hook-and-store ×": med["peer"] / med["bare"],
+        }
     ]
-    return sum(len(f.to_json()) for f in figs)
-
-
-DEFAULT_PAGE = {
-    "model": {"name": "mlp", "depth": 20, "width": 256, "activation": "relu"},
-    "seeds": [0, 1],
-    "schemes": [{"name": "PyTorch default", "preset": "pytorch_default"},
-                {"name": "Kaiming normal", "preset": "kaiming_normal"}],
-}  # fmt: skip
-
-
-# ---------------------------------------------------------------- output
-
-
-def print_table(title: str, rows: list[dict[str, Any]]) -> None:
-    print(f"\n### {title}\n")
-    if not rows:
-        return
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        cells = [_cell(row.get(c, "")) for c in columns]
-        print("| " + " | ".join(cells) + " |")
-
-
-def _cell(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m initlab.bench", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats per figure")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, no app reruns")
-    args = parser.parse_args(argv)
-    repeats = 3 if args.quick else args.repeats
-    torch.set_num_threads(2)
-    print(f"initlab benchmark, {date.today()}, {platform.machine()}, {torch.get_num_threads()} "
-          f"threads, torch {torch.__version__}, python {platform.python_version()}; "
-          f"medians of {repeats} interleaved repeats")  # fmt: skip
-    print_table("Time: probe and hook-and-store ÷ bare forward+backward (batch 256)",
-                time_table(256, repeats))  # fmt: skip
-    print_table("Capture of functional activations and broadcasts, share of bare (batch 256)",
-                capture_table(256, repeats))  # fmt: skip
-    print_table("Memory", memory_table(max(3, repeats // 2)))
-    sizes = {b: payload_bytes(b) for b in (64, 4096)}
-    print_table("Figure JSON for the default page",
-                [{"batch": b, "KB": n / 1000} for b, n in sizes.items()])  # fmt: skip
-    if not args.quick:
-        from initlab.ui.bench import app_reruns  # the app's part lives with the app
-
-        print_table("App reruns (AppTest)", app_reruns(3))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    for depth in depths:
+        spec = {**mlp, "depth": depth}
+        fwd = [peak_in_subprocess(spec, batch, "probe", False) for _ in range(repeats)]
+        figure = f"forward-only probe peak above the model, depth {depth}"
+        rows.append({"figure": figure, "probe MB": statistics.median(fwd)})
+    return rows
