@@ -263,7 +263,7 @@ def _rule() -> Schema:
         },
         "param": {
             **glob_or_null,
-            "description": "glob on the parameter's name within the module, e.g. 'weight_hh_*'",
+            "description": "glob on the parameter's name within the module, e.g. 'weight_hh_l*'",
         },
         "weight": {"$ref": "#/$defs/method_spec"},
         "bias": {"$ref": "#/$defs/method_spec"},
