@@ -1,107 +1,47 @@
 """A scheme as a plain PyTorch `initialize_weights(model, generator=None)` function.
 
-The code walks `named_modules()` and each module's own parameters in the same order as
-`apply_scheme`, runs the same `Call` for every parameter, and copies initlab's own helper
-initializers verbatim, so on a fresh model it gives the same tensors bit for bit. A scale of
-'1/sqrt(matches)' becomes a count of the modules its rule matches, taken before any tensor is
-touched, and the same `1.0 / math.sqrt(count)` that `scale_for_matches` computes.
+The function reads like the classic recipe, a ladder of `isinstance` tests over
+`model.modules()`, and gives the same tensors bit for bit as `apply_scheme` on a fresh model:
+modules come in the same order, each rule runs the same `Call` (copying initlab's own helper
+initializers verbatim), scales multiply afterwards, and the first matching rule wins. Rules on
+layers with parameters other than `weight` and `bias` (RNNs, attention, classes named by text,
+Hugging Face's transposed Conv1D) walk their module's parameters one by one. Given the model,
+the export keeps only the rules that decide some of its modules and needs no bookkeeping for
+tied weights unless the model has some; without it, a parameter shared by two modules is
+skipped the second time, as `apply_scheme` does.
 """
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import inspect
+import re
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from initlab import initializers
-from initlab.layers import FAMILIES, TRANSPOSED, torch_class
-from initlab.methods import SWAPPED_MODE, Call, MethodSpec
-from initlab.schemes import Rule, Scheme
+from initlab.gains import TORCH_GAINS, split_gain
+from initlab.layers import FAMILIES, TRANSPOSED, is_transposed, torch_class
+from initlab.methods import SWAPPED_MODE, Call, MethodSpec, kaiming_gain
+from initlab.schemes import Rule, Scheme, match_counts
 
 INDENT = "    "
+WIDTH = 88  # ruff's default line length: the code is pasted into the user's project
+TORCH_NEEDED = "torch >= 2.2"  # generator= in torch.nn.init: pytorch/pytorch#110413
+ESTIMATED = ("gelu", "silu", "elu", "mish")  # gains torch's calculate_gain rejects
+# Families whose classes hold just `weight` and `bias`: the ladder initializes them directly.
+SIMPLE = ("Linear", "Conv", "ConvTranspose", "BatchNorm", "LayerNorm", "GroupNorm",
+          "InstanceNorm", "RMSNorm", "Embedding")  # fmt: skip
+SIMPLE_CLASSES = tuple(cls for family in SIMPLE for cls in FAMILIES[family])
+NO_BIAS = (nn.Embedding, nn.EmbeddingBag, nn.RMSNorm)  # classes without a `bias` attribute
 
 
-def _class_path(cls: type) -> str:
-    if getattr(nn, cls.__name__, None) is cls:
-        return f"nn.{cls.__name__}"
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _condition(rule: Rule) -> str:
-    """The rule's test in Python: isinstance for families and torch.nn classes; for other
-    class names, a look through the class's bases, which is what isinstance means by name."""
-    classes = FAMILIES.get(rule.layers) or torch_class(rule.layers)
-    if classes is not None:
-        paths = ", ".join(_class_path(c) for c in classes)
-        test = f"isinstance(module, ({paths}{',' if len(classes) == 1 else ''}))"
-    elif "." in rule.layers:
-        test = (f'any(f"{{c.__module__}}.{{c.__qualname__}}" == {rule.layers!r} '
-                "for c in type(module).__mro__)")  # fmt: skip
-    else:
-        test = f"any(c.__name__ == {rule.layers!r} for c in type(module).__mro__)"
-    if rule.name is not None:
-        test += f" and fnmatch.fnmatchcase(name, {rule.name!r})"
-    return test
-
-
-def _call_lines(spec: MethodSpec, index: int, transposed: bool) -> list[str]:
-    """The statements that initialize `p` with `spec` (shape-independent calls only)."""
-    if spec.method == "default":
-        return ["pass  # keep PyTorch's default"]
-    call = spec.call((2, 2))
-    call = call.transposed() if transposed else call
-    return [_format_call(call) + _gain_comment(spec), *_scale_lines(spec, index)]
-
-
-def _scale_lines(spec: MethodSpec, index: int) -> list[str]:
-    """The multiplication by the spec's scale, if any (the same float apply_scheme uses)."""
-    if spec.counted:
-        return [f"p.mul_(1.0 / math.sqrt(matches[{index}]))  # 1/sqrt(rule {index}'s matches)"]
-    if spec.scale != 1.0:
-        return [f"p.mul_({spec.scale!r})"]
-    return []
-
-
-def _format_call(call: Call) -> str:
-    args = ["p", *(f"{k}={v!r}" for k, v in call.kwargs.items())]
-    if call.random:
-        args.append("generator=generator")
-    return f"{call.fn}({', '.join(args)})"
-
-
-def _gain_comment(spec: MethodSpec) -> str:
-    gain = spec.kwargs.get("gain")
-    return f"  # gain {gain}" if isinstance(gain, str) else ""
-
-
-def _shape_dependent(spec: MethodSpec) -> bool:
-    """Kaiming with a gain torch lacks turns into normal_/uniform_ with a std from the shape."""
-    return spec.kwargs.get("nonlinearity") in ("gelu", "silu", "elu", "mish")
-
-
-def _spec_lines(spec: MethodSpec, depth: int, index: int, transposed: bool = False) -> list[str]:
-    pad = INDENT * depth
-    if not _shape_dependent(spec):
-        return [pad + line for line in _call_lines(spec, index, transposed)]
-    # Same formula as initlab.methods.kaiming_*: std = gain / sqrt(fan).
-    kind = spec.method.removeprefix("kaiming_")
-    mode = spec.kwargs["mode"]
-    mode = SWAPPED_MODE.get(mode, mode) if transposed else mode  # weight stored (in, out)
-    from initlab.methods import kaiming_gain
-
-    gain = kaiming_gain(spec.kwargs)
-    lines = [
-        "fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(p)",
-        f"std = {gain!r} / math.sqrt({mode})  # gain of {spec.kwargs['nonlinearity']}, estimated",
-    ]
-    if kind == "normal":
-        lines.append("nn.init.normal_(p, mean=0.0, std=std, generator=generator)")
-    else:
-        lines += ["bound = math.sqrt(3.0) * std",
-                  "nn.init.uniform_(p, a=-bound, b=bound, generator=generator)"]  # fmt: skip
-    lines += _scale_lines(spec, index)
-    return [pad + line for line in lines]
+# ---------------------------------------------------------------- text that stays text
 
 
 def comment(text: str) -> str:
@@ -110,117 +50,611 @@ def comment(text: str) -> str:
     return "# " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def comments(text: str, pad: str = "") -> list[str]:
+    """`comment(text)` wrapped to the line length (the escapes keep every piece one line)."""
+    width = WIDTH - len(pad) - 2
+    pieces = textwrap.wrap(comment(text)[2:], width, subsequent_indent="  ") or [""]
+    return [f"{pad}# {piece}".rstrip() for piece in pieces]
+
+
+def literal(text: str) -> str:
+    """A string literal for `text` in ruff's preferred quotes: double, unless the text holds
+    double quotes and no single ones. `repr` escapes everything unprintable."""
+    quoted = repr(text)
+    if quoted.startswith("'") and '"' not in text:
+        return '"' + quoted[1:-1].replace("\\'", "'") + '"'
+    return quoted
+
+
 def _rule_words(rule: Rule) -> str:
     """`Linear named '*.c_proj'`: the glob quoted as a literal, never raw."""
-    return rule.layers + (f" named {rule.name!r}" if rule.name is not None else "")
+    words = rule.layers + (f" named {rule.name!r}" if rule.name is not None else "")
+    param = getattr(rule, "param", None)
+    return words + (f", parameters {param!r}" if param is not None else "")
 
 
-def _rule_lines(index: int, rule: Rule, first: bool) -> list[str]:
-    keyword = "if" if first else "elif"
-    head = comment(f"rule {index}: {_rule_words(rule)}")
-    lines = [f"{INDENT}{head}", f"{INDENT}{keyword} {_condition(rule)}:"]
-    lines.append(f'{INDENT * 2}if "weight" in pname:')
-    lines += _spec_lines(rule.weight, 3, index, transposed=rule.layers in TRANSPOSED)
-    lines.append(f'{INDENT * 2}elif "bias" in pname:')
-    lines += _spec_lines(rule.bias, 3, index)
-    return lines
+# ---------------------------------------------------------------- formatting as ruff does
 
 
-def _helpers(scheme: Scheme) -> list[str]:
-    names: list[str] = []
-    for rule in scheme.rules:
-        for spec in (rule.weight, rule.bias):
-            call = spec.call((2, 2)) if spec.method != "default" else None
-            if call and not call.fn.startswith("nn.init.") and call.fn not in names:
-                names.append(call.fn)
-    return [inspect.getsource(getattr(initializers, n)) for n in names]
+@dataclass(frozen=True)
+class Br:
+    """A bracketed expression `head(item, item)` that ruff may split over lines; with
+    `genexp`, the items are a generator's element and its `for` clause."""
+
+    head: str
+    items: tuple[str | Br, ...]
+    genexp: bool = False
+
+    def flat(self) -> str:
+        parts = [i.flat() if isinstance(i, Br) else i for i in self.items]
+        return f"{self.head}({(' ' if self.genexp else ', ').join(parts)})"
 
 
-def _header(scheme: Scheme) -> list[str]:
-    """Comments only; every text from the user in them is a quoted literal (repr)."""
-    origin = f" (preset {scheme.preset})" if scheme.preset else ""  # a key: [a-z0-9_]
-    lines = [comment(f"Weight initialization scheme {scheme.name!r}{origin}, exported by initlab.")]
-    lines.append(comment("First matching rule wins; parameters no rule matches keep the default."))
-    for i, rule in enumerate(scheme.rules):
-        lines.append(comment(f"  rule {i}: {_rule_words(rule)}: weight {rule.weight.label()}, "
-                             f"bias {rule.bias.label()}"))  # fmt: skip
-    return lines
+def fit(pad: str, prefix: str, expr: Br, suffix: str = "") -> list[str]:
+    """`prefix + expr + suffix` as ruff formats it: one line if it fits, else the contents on
+    one indented line, else one item per line (with a trailing comma unless a generator)."""
+    line = f"{pad}{prefix}{expr.flat()}{suffix}"
+    if len(line) <= WIDTH:
+        return [line]
+    inner = pad + INDENT
+    flat = expr.flat()[len(expr.head) + 1 : -1]
+    if len(inner + flat) <= WIDTH:
+        return [f"{pad}{prefix}{expr.head}(", inner + flat, f"{pad}){suffix}"]
+    comma = "" if expr.genexp else ","
+    lines = [f"{pad}{prefix}{expr.head}("]
+    for item in expr.items:
+        lines += fit(inner, "", item, comma) if isinstance(item, Br) else [inner + item + comma]
+    return [*lines, f"{pad}){suffix}"]
 
 
-BODY = '''
-def initialize_weights(model: nn.Module, generator: torch.Generator | None = None) -> None:
-    """Initialize `model` in place (pass a seeded torch.Generator for reproducible weights)."""
-    seen = set()  # tied parameters are initialized once, by the first module that owns them
+def _block(pad: str, head: str, body: list[str]) -> list[str]:
+    """`head:` and its indented body (body lines carry their own relative indent)."""
+    return [pad + head + ":", *(pad + INDENT + line for line in body)]
+
+
+# ---------------------------------------------------------------- what the model tells
+
+
+@dataclass
+class Plan:
+    """What to write for one scheme: the rules kept, how each branch initializes, and the
+    model's facts that make shortcuts exact (None: no model given, assume nothing)."""
+
+    scheme: Scheme
+    model: nn.Module | None
+    decided: dict[int, list[tuple[str, nn.Module]]] = field(default_factory=dict)
+    counts: dict[int, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # modules whose touched tensors are tied
+    guarded: bool = True  # tie bookkeeping (`_untied`) in the generated loop
+
+    def modules(self, index: int) -> list[nn.Module]:
+        return [m for _, m in self.decided.get(index, [])]
+
+
+def plan(scheme: Scheme, model: nn.Module | None) -> Plan:
+    found = Plan(scheme, model)
+    if model is None:
+        return found
+    found.counts = match_counts(model, scheme)
     for name, module in model.named_modules():
-        for pname, p in module.named_parameters(recurse=False):
-            if id(p) in seen:
-                continue
-            seen.add(id(p))
-            _init_parameter(name, module, pname, p, generator)
+        hit = scheme.rule_for(name, module)
+        if hit is not None:
+            found.decided.setdefault(hit[0], []).append((name, module))
+    ties = list(_touched_ties(found))
+    found.skipped = [name for name, whole in ties if whole]
+    found.guarded = not all(whole for _, whole in ties)
+    return found
 
 
-@torch.no_grad()
-def _init_parameter(
-    name: str, module: nn.Module, pname: str, p: torch.Tensor, generator: torch.Generator | None
-) -> None:
-'''
-# With counted scales: the counts come first, from the whole model, and travel as `matches`.
-COUNT = """    # A scale of 1/sqrt(matches) needs how many modules its rule matches (in any order).
-    matches = {{
-{counts}
-    }}
-"""
+def _touches(found: Plan, index: int, pname: str) -> bool:
+    return found.scheme.rules[index].spec_for(pname).method != "default"
 
 
-def _counted(scheme: Scheme) -> list[int]:
-    return [i for i, r in enumerate(scheme.rules) if r.weight.counted or r.bias.counted]
+def _touched_ties(found: Plan) -> Iterator[tuple[str, bool]]:
+    """Modules holding a tensor an earlier module (or an earlier name) already has, which
+    their rule would initialize again: (name, True when that is every tensor it touches)."""
+    seen: set[int] = set()
+    owners = {id(m): i for i, pairs in found.decided.items() for _, m in pairs}
+    for name, module in found.model.named_modules():
+        index, tied = owners.get(id(module)), []
+        for pname, tensor in module.named_parameters(recurse=False, remove_duplicate=False):
+            if index is not None and _touches(found, index, pname):
+                tied.append(id(tensor) in seen)
+            seen.add(id(tensor))
+        if any(tied):
+            yield name, all(tied)
 
 
-def _body(scheme: Scheme) -> list[str]:
-    """initialize_weights and the head of _init_parameter; with counted scales, `matches`."""
-    counted = _counted(scheme)
-    if not counted:
-        return BODY.rstrip("\n").split("\n")
-    counts = "\n".join(
-        f"{INDENT * 2}{i}: sum(1 for name, module in model.named_modules()\n"
-        f"{INDENT * 2}       if {_condition(scheme.rules[i])}),"
-        for i in counted
-    )
-    body = BODY.replace("    seen = set()", COUNT.format(counts=counts) + "    seen = set()")
-    body = body.replace("p, generator)\n", "p, generator, matches)\n")
-    body = body.replace(
-        "generator: torch.Generator | None\n) -> None:",
-        "generator: torch.Generator | None,\n    matches: dict[int, int],\n) -> None:",
-    )
-    return body.rstrip("\n").split("\n")
+# ---------------------------------------------------------------- which modules a branch takes
 
 
-def _imports(scheme: Scheme) -> list[str]:
-    specs = [spec for rule in scheme.rules for spec in (rule.weight, rule.bias)]
-    needs_math = bool(_helpers(scheme)) or any(_shape_dependent(s) or s.counted for s in specs)
-    stdlib = ["import fnmatch"] if any(r.name for r in scheme.rules) else []
-    stdlib += ["import math"] if needs_math else []
-    return [*stdlib, *([""] if stdlib else []), "import torch", "from torch import nn", ""]
+def _public(cls: type) -> bool:
+    return getattr(nn, cls.__name__, None) is cls
 
 
-def to_code(scheme: Scheme) -> str:
-    """Python source of `initialize_weights(model, generator=None)` for `scheme`."""
-    lines = _header(scheme)
-    lines += ["", "from __future__ import annotations", ""]
-    lines += _imports(scheme)
-    for source in _helpers(scheme):
-        lines += ["", source.rstrip(), ""]
-    return "\n".join(lines + _functions(scheme)) + "\n"
+def _family_classes(rule: Rule) -> tuple[type, ...] | None:
+    """The classes a family or torch.nn class name means (None: a class named by text)."""
+    return FAMILIES.get(rule.layers) or torch_class(rule.layers)
 
 
-def _functions(scheme: Scheme) -> list[str]:
-    """`initialize_weights` and `_init_parameter` for one scheme."""
-    lines = _body(scheme)
-    if not scheme.rules:
-        lines.append(f"{INDENT}pass  # no rules: every parameter keeps PyTorch's default")
-    for i, rule in enumerate(scheme.rules):
-        lines += _rule_lines(i, rule, first=i == 0)
+def _public_classes(classes: tuple[type, ...]) -> list[type]:
+    """torch.nn's public classes for `classes`: a private base (`_BatchNorm`) becomes its
+    public subclasses, lazy ones left out (they become those classes once initialized)."""
+    found: list[type] = []
+    for cls in classes:
+        if _public(cls):
+            found.append(cls)
+            continue
+        subs = [getattr(nn, n) for n in dir(nn) if not n.startswith(("_", "Lazy"))]
+        subs = [c for c in subs if isinstance(c, type) and issubclass(c, cls) and c is not cls]
+        found += [c for c in subs if not any(c is not d and issubclass(c, d) for d in subs)]
+    return found
+
+
+def _nearest_public(cls: type, family: tuple[type, ...]) -> type:
+    """The first public torch.nn class in `cls`'s bases that is in the family (a model's own
+    subclass of nn.Linear is tested as nn.Linear)."""
+    for base in cls.__mro__:
+        if _public(base) and issubclass(base, family):
+            return base
+    return cls
+
+
+def _classes(rule: Rule, modules: list[nn.Module] | None) -> list[type] | None:
+    """The classes an isinstance test names for `rule`: those of `modules` (from a model), or
+    the family's public ones; None for a class named by text (tested by name)."""
+    family = _family_classes(rule)
+    if family is None:
+        return None
+    if modules is None:
+        return _public_classes(family)
+    found = [_nearest_public(type(m), family) for m in modules]
+    return sorted(set(found), key=found.index)
+
+
+def _class_path(cls: type) -> str:
+    return f"nn.{cls.__name__}" if _public(cls) else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _tests(rule: Rule, modules: list[nn.Module] | None) -> list[Br]:
+    """The rule's condition as the parts of an `and`: the class test, then the name glob."""
+    classes = _classes(rule, modules)
+    if classes is None:
+        path = 'f"{c.__module__}.{c.__qualname__}"' if "." in rule.layers else "c.__name__"
+        test = f"{path} == {literal(rule.layers)}"
+        parts = [Br("any", (test, "for c in type(m).__mro__"), genexp=True)]
+    elif len(classes) == 1:
+        parts = [Br("isinstance", ("m", _class_path(classes[0])))]
+    else:
+        parts = [Br("isinstance", ("m", Br("", tuple(_class_path(c) for c in classes))))]
+    if rule.name is not None:
+        parts.append(Br("fnmatch.fnmatchcase", ("name", literal(rule.name))))
+    return parts
+
+
+def _condition(pad: str, keyword: str, parts: list[Br]) -> list[str]:
+    """`if a and b:` formatted as ruff does (it splits the last bracket first)."""
+    head = "".join(p.flat() + " and " for p in parts[:-1])
+    return fit(pad, f"{keyword} {head}", parts[-1], ":")
+
+
+def _holds(rule: Rule, classes: list[type] | None, name: str, module: nn.Module) -> bool:
+    """Whether a branch's condition is true for a module (what the generated test computes)."""
+    if classes is None:
+        return rule.matches(name, module)
+    glob = rule.name is None or fnmatch.fnmatchcase(name, rule.name)
+    return glob and isinstance(module, tuple(classes))
+
+
+# ---------------------------------------------------------------- branches of the ladder
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One kept rule: its condition's classes and whether it walks parameters one by one."""
+
+    index: int
+    rule: Rule
+    modules: list[nn.Module] | None  # the modules it decides (None: no model given)
+    classes: list[type] | None
+    walker: bool
+
+    @property
+    def idle(self) -> bool:
+        """Both methods `default`: the branch only keeps later rules off its layers."""
+        return self.rule.weight.method == "default" and self.rule.bias.method == "default"
+
+
+def _simple_module(module: nn.Module) -> bool:
+    """Own parameters `weight` and `bias` only, reachable as attributes, stored (out, in)."""
+    own = dict(module.named_parameters(recurse=False, remove_duplicate=False))
+    if not set(own) <= {"weight", "bias"} or any(is_transposed(module, t) for t in own.values()):
+        return False
+    return all(getattr(module, n, None) is t for n, t in own.items())
+
+
+def _needs_walker(rule: Rule, modules: list[nn.Module] | None) -> bool:
+    family = _family_classes(rule)
+    if getattr(rule, "param", None) is not None or family is None:
+        return True
+    if not all(issubclass(c, SIMPLE_CLASSES) for c in family):
+        return True
+    if modules is None:
+        return False
+    if not all(_simple_module(m) for m in modules):
+        return True
+    # `m.bias` on a module without the attribute would raise: such mixes walk.
+    return any(len({hasattr(m, s) for m in modules}) > 1 for s in ("weight", "bias"))
+
+
+def _matched(found: Plan, rule: Rule) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in found.model.named_modules() if rule.matches(n, m)]
+
+
+def _shadows(found: Plan, branch: Branch, later: list[Branch]) -> bool:
+    """Whether an idle branch must stay: a later branch's test would take one of its layers."""
+    if found.model is None:
+        return any(not b.idle for b in later)
+    return any(_holds(b.rule, b.classes, n, m) for b in later if not b.idle
+               for n, m in found.decided[branch.index])  # fmt: skip
+
+
+def branches(found: Plan) -> list[Branch]:
+    """The rules that decide something, in order; idle ones only where they shadow."""
+    kept = []
+    for i, rule in enumerate(found.scheme.rules):
+        if found.model is not None and i not in found.decided:
+            continue
+        modules = found.modules(i) if found.model is not None else None
+        kept.append(Branch(i, rule, modules, _classes(rule, modules), _needs_walker(rule, modules)))
+    return [b for k, b in enumerate(kept) if not b.idle or _shadows(found, b, kept[k + 1 :])]
+
+
+def _left_out(found: Plan, index: int) -> str | None:
+    """Why a rule has no code for this model, or None."""
+    if found.model is None or index in found.decided:
+        return None
+    if not _matched(found, found.scheme.rules[index]):
+        return "matches no layer of this model, left out"
+    return "every layer it matches is taken by an earlier rule, left out"
+
+
+# ---------------------------------------------------------------- initializing one tensor
+
+
+def _estimated(spec: MethodSpec) -> bool:
+    """Kaiming with a gain torch lacks: normal_/uniform_ with a std from the shape."""
+    return spec.kwargs.get("nonlinearity") in ESTIMATED
+
+
+def _gain_expr(gain: Any, value: Any) -> str:
+    """`nn.init.calculate_gain("tanh")` where that gives exactly `value`, else the number."""
+    if isinstance(gain, str):
+        name, slope = split_gain(gain)
+        if name in TORCH_GAINS:
+            got = nn.init.calculate_gain(name, slope)
+            if type(got) is type(value) and got == value:
+                extra = f", {slope!r}" if slope is not None else ""
+                return f"nn.init.calculate_gain({literal(name)}{extra})"
+    return repr(value)
+
+
+def _defaults(fn: str) -> dict[str, Any]:
+    """Keyword defaults of a torch.nn.init function (initlab's own helpers: none dropped)."""
+    if not fn.startswith("nn.init."):
+        return {}
+    params = inspect.signature(getattr(nn.init, fn.removeprefix("nn.init."))).parameters
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def _arguments(call: Call, target: str, spec: MethodSpec) -> tuple[str, ...]:
+    """The call's arguments, less those equal to torch's defaults (same value, same type) and
+    kaiming's `a` where calculate_gain ignores it (every nonlinearity but leaky_relu)."""
+    defaults, args = _defaults(call.fn), [target]
+    for key, value in call.kwargs.items():
+        if key == "a" and "kaiming" in call.fn and call.kwargs["nonlinearity"] != "leaky_relu":
+            continue
+        if key in defaults and type(defaults[key]) is type(value) and defaults[key] == value:
+            continue
+        text = _gain_expr(spec.kwargs.get("gain"), value) if key == "gain" else None
+        args.append(f"{key}={text or (literal(value) if isinstance(value, str) else repr(value))}")
+    return (*args, "generator=generator") if call.random else tuple(args)
+
+
+def _gain_note(pad: str, spec: MethodSpec) -> list[str]:
+    name = spec.kwargs.get("gain", spec.kwargs.get("nonlinearity"))
+    if name not in ESTIMATED:
+        return []
+    text = f"gain of {name}: estimated by initlab (torch's calculate_gain has no {name})"
+    return comments(text, pad)
+
+
+def _estimated_lines(pad: str, spec: MethodSpec, target: str, transposed: bool) -> list[str]:
+    """initlab.methods' kaiming formula, std = gain / sqrt(fan), on the tensor's own shape."""
+    mode = spec.kwargs["mode"]
+    mode = SWAPPED_MODE[mode] if transposed else mode  # stored (in, out): fans swap
+    lines = [f"{pad}fan_in, fan_out = _fans({target})",
+             f"{pad}std = {kaiming_gain(spec.kwargs)!r} / math.sqrt({mode})"]  # fmt: skip
+    if spec.method == "kaiming_normal":
+        return lines + fit(pad, "", Br("nn.init.normal_", (target, "std=std", "generator=generator")))
+    lines.append(f"{pad}bound = math.sqrt(3.0) * std")
+    args = (target, "a=-bound", "b=bound", "generator=generator")
+    return lines + fit(pad, "", Br("nn.init.uniform_", args))
+
+
+def _scale_lines(pad: str, spec: MethodSpec, target: str, index: int) -> list[str]:
+    """The multiplication by the spec's scale, if any (the same float apply_scheme uses)."""
+    if spec.counted:
+        return [f"{pad}{target}.mul_(1.0 / math.sqrt(matches[{index}]))"]
+    return [f"{pad}{target}.mul_({spec.scale!r})"] if spec.scale != 1.0 else []
+
+
+def init_lines(pad: str, spec: MethodSpec, target: str, index: int, transposed: bool) -> list[str]:
+    """The statements that initialize `target` as `spec` says (nothing for `default`)."""
+    if spec.method == "default":
+        return []
+    if _estimated(spec):
+        lines = _estimated_lines(pad, spec, target, transposed)
+    else:
+        call = spec.call((2, 2))  # shape-independent for every method but estimated kaiming
+        call = call.transposed() if transposed else call
+        lines = fit(pad, "", Br(call.fn, _arguments(call, target, spec)))
+    return _gain_note(pad, spec) + lines + _scale_lines(pad, spec, target, index)
+
+
+# ---------------------------------------------------------------- a branch's statements
+
+
+def _slot_guard(found: Plan, branch: Branch, slot: str) -> str | None:
+    """The test before `m.<slot>`'s statements: "" for none, None to write no statements
+    (no module it decides has the parameter)."""
+    if found.guarded:
+        classes = branch.classes or []
+        no_attr = slot == "bias" and classes and all(issubclass(c, NO_BIAS) for c in classes)
+        return None if no_attr else f'if "{slot}" in params'
+    present = [slot in dict(m.named_parameters(recurse=False)) for m in branch.modules]
+    if not any(present):
+        return None
+    return "" if all(present) else f"if m.{slot} is not None"
+
+
+def _ladder_body(found: Plan, branch: Branch, pad: str) -> list[str]:
+    lines = []
+    for slot in ("weight", "bias"):
+        spec, guard = getattr(branch.rule, slot), _slot_guard(found, branch, slot)
+        if spec.method == "default" or guard is None:
+            continue
+        target = f'params["{slot}"]' if found.guarded else f"m.{slot}"
+        body = init_lines(pad + INDENT * bool(guard), spec, target, branch.index, False)
+        lines += [pad + guard + ":", *body] if guard else body
     return lines
+
+
+def _transposed(branch: Branch) -> set[bool]:
+    """Whether the weights a walking branch initializes are stored (in, out), as
+    `apply_scheme` decides it (both values: it depends on the module)."""
+    if branch.modules is None:
+        return {branch.rule.layers in TRANSPOSED}
+    own = [(m, t) for m in branch.modules for n, t in m.named_parameters(recurse=False)
+           if "weight" in n]  # fmt: skip
+    return {is_transposed(m, t) for m, t in own} or {False}
+
+
+def _weight_lines(branch: Branch, pad: str) -> list[str]:
+    """The walker's weight statements; split on the module when only some are transposed."""
+    spec, index = branch.rule.weight, branch.index
+    flags = _transposed(branch)
+    plain, swapped = (init_lines(pad + INDENT, spec, "p", index, t) for t in (False, True))
+    if flags != {True, False} or plain == swapped:
+        return swapped if flags == {True} else plain
+    test = f"type(m).__name__ == {literal(TRANSPOSED[0])} and p.dim() == 2"
+    deeper = [INDENT + line for line in (*swapped, *plain)]
+    return [pad + f"if {test}:", *deeper[: len(swapped)], pad + "else:", *deeper[len(swapped) :]]
+
+
+def _walker_body(found: Plan, branch: Branch, pad: str) -> list[str]:
+    """`for pname, p in ...`: weight methods for names with "weight", bias for "bias"."""
+    source = "params.items()" if found.guarded else "m.named_parameters(recurse=False)"
+    inner, rule, deeper = [], branch.rule, pad + INDENT
+    param = getattr(rule, "param", None)
+    if param is not None:  # a glob on the parameter's own name within the module
+        inner += fit(deeper, "if not ", Br("fnmatch.fnmatchcase", ("pname", literal(param))), ":")
+        inner.append(deeper + INDENT + "continue")
+    if rule.weight.method != "default":
+        inner += [deeper + 'if "weight" in pname:', *_weight_lines(branch, deeper + INDENT)]
+    if rule.bias.method != "default":
+        test = "elif" if rule.weight.method != "default" else "if"
+        extra = "" if test == "elif" else ' and "weight" not in pname'
+        inner.append(f'{deeper}{test} "bias" in pname{extra}:')
+        inner += init_lines(deeper + INDENT * 2, rule.bias, "p", branch.index, False)
+    return [f"{pad}for pname, p in {source}:", *inner]
+
+
+def _branch_lines(found: Plan, branch: Branch, keyword: str, pad: str) -> list[str]:
+    lines = _condition(pad, keyword, _tests(branch.rule, branch.modules))
+    deeper = pad + INDENT
+    if branch.idle:
+        note = f"rule {branch.index} keeps PyTorch's default, and later rules off these layers"
+        return [*lines, *comments(note, deeper), deeper + "continue"]
+    body = _walker_body if branch.walker else _ladder_body
+    return lines + body(found, branch, deeper)
+
+
+# ---------------------------------------------------------------- the function
+
+
+def _count_lines(found: Plan, kept: list[Branch]) -> list[str]:
+    """`matches`: how many modules each counted-scale rule matches, whichever rule decides
+    them (as `match_counts`), counted before any tensor is touched."""
+    counted = [b for b in kept if b.rule.weight.counted or b.rule.bias.counted]
+    if not counted:
+        return []
+    lines = comments("A scale of 1/√(modules its rule matches) needs the count first.", INDENT)
+    lines.append(f"{INDENT}matches = {{")
+    for b in counted:
+        modules = None if found.model is None else [m for _, m in _matched(found, b.rule)]
+        test = " and ".join(part.flat() for part in _tests(b.rule, modules))
+        walk = "for name, m in model.named_modules()" if b.rule.name else "for m in model.modules()"
+        lines += fit(INDENT * 2, f"{b.index}: ", Br("sum", (test, walk), genexp=True), ",")
+    return [*lines, f"{INDENT}}}"]
+
+
+def _loop_lines(found: Plan, kept: list[Branch]) -> list[str]:
+    """`for m in model.modules():` and the ladder of rules, first match first."""
+    if not kept:
+        return comments("No rules: every parameter keeps PyTorch's default.", INDENT)
+    named = found.skipped or any(b.rule.name is not None for b in kept)
+    pad = INDENT * 2
+    lines = []
+    if found.guarded:
+        note = "A tensor two modules share is initialized once, by the first (as initlab does)."
+        lines += [*comments(note, INDENT), f"{INDENT}seen = set()"]
+    head = "for name, m in model.named_modules():" if named else "for m in model.modules():"
+    lines.append(INDENT + head)
+    if found.guarded:
+        lines.append(pad + "params = _untied(m, seen)")
+    lines += _skip_lines(found, pad)
+    for k, branch in enumerate(kept):
+        lines += _branch_lines(found, branch, "elif" if k else "if", pad)
+    return lines
+
+
+def _skip_lines(found: Plan, pad: str) -> list[str]:
+    """Modules every touched tensor of which an earlier module has: left alone (tied)."""
+    if not found.skipped:
+        return []
+    names = [literal(n) for n in found.skipped]
+    if len(names) == 1:
+        head = [f"{pad}if name == {names[0]}:"]
+    else:
+        head = fit(pad, "if name in ", Br("", tuple(names)), ":")
+    note = "tied: its tensors are an earlier module's, initialized there (as initlab does)"
+    return [*head, *comments(note, pad + INDENT), pad + INDENT + "continue"]
+
+
+def _function(found: Plan, name: str) -> list[str]:
+    kept = branches(found)
+    args = ("model: nn.Module", "generator: torch.Generator | None = None")
+    lines = ["@torch.no_grad()", *fit("", "def ", Br(name, args), " -> None:")]
+    lines.append(f'{INDENT}"""Initialize `model` in place; a seeded `generator` reproduces it."""')
+    return lines + _count_lines(found, kept) + _loop_lines(found, kept)
+
+
+# ---------------------------------------------------------------- header, imports, helpers
+
+
+def _spec_words(spec: MethodSpec, rule: Rule, count: int | None) -> str:
+    if spec.method == "default":
+        return "PyTorch's default"
+    words = MethodSpec(spec.method, spec.params).label()
+    if not spec.counted:
+        return words + (f" × {spec.scale!r}" if spec.scale != 1.0 else "")
+    words += " × 1/√(number of modules this rule matches)"
+    if rule.name == "*.c_proj":
+        words += " = 1/√(2·n_layers) in GPT-2"
+    return words + (f"; {count} in this model" if count is not None else "")
+
+
+def _rule_note(found: Plan, index: int, rule: Rule) -> str:
+    head = f"rule {index} ({_rule_words(rule)}): "
+    why = _left_out(found, index)
+    if why:
+        return head + why
+    count = found.counts.get(index)
+    weight, bias = (_spec_words(s, rule, count) for s in (rule.weight, rule.bias))
+    return head + f"weight {weight}, bias {bias}"
+
+
+def _header(found: Plan) -> list[str]:
+    """Comments only; every text from the user in them is a quoted literal (repr)."""
+    scheme = found.scheme
+    origin = f" (preset {scheme.preset})" if scheme.preset else ""  # a key: [a-z0-9_]
+    model = f" for {type(found.model).__name__}" if found.model is not None else ""
+    lines = comments(f"Weight initialization scheme {scheme.name!r}{origin}{model}, exported "
+                     "by initlab.")  # fmt: skip
+    lines += comments(f"Bit-identical to initlab's apply_scheme with an equal generator; needs "
+                      f"{TORCH_NEEDED} (generator= in torch.nn.init). The first matching rule "
+                      "decides a layer; parameters no rule decides keep PyTorch's default.")  # fmt: skip
+    for i, rule in enumerate(scheme.rules):
+        pieces = comments(_rule_note(found, i, rule), "  ")  # one indent inside the comment
+        lines += ["#   " + piece.removeprefix("  # ") for piece in pieces]
+    return lines
+
+
+UNTIED = '''def _untied(module: nn.Module, seen: set[int]) -> dict[str, nn.Parameter]:
+    """The module's own parameters by name, less those an earlier module already had."""
+    own = dict(module.named_parameters(recurse=False))
+    fresh = {name: p for name, p in own.items() if id(p) not in seen}
+    seen.update(id(p) for p in own.values())
+    return fresh'''
+FANS = '''def _fans(tensor: torch.Tensor) -> tuple[int, int]:
+    """fan_in and fan_out as torch.nn.init counts them (dim 1 is in, dim 0 is out)."""
+    receptive = math.prod(tensor.shape[2:])
+    return tensor.shape[1] * receptive, tensor.shape[0] * receptive'''
+
+
+def _refit(line: str) -> list[str]:
+    """A long `[return ]f(args)` line of a copied helper, split as ruff would."""
+    if len(line) <= WIDTH:
+        return [line]
+    text = line.strip()
+    try:
+        statement = ast.parse(text).body[0]
+    except SyntaxError:  # a line of a docstring or of a longer statement: left as it is
+        return [line]
+    call = statement.value if isinstance(statement, ast.Return | ast.Expr) else None
+    if not isinstance(call, ast.Call):
+        return [line]
+    part = lambda node: ast.get_source_segment(text, node)  # noqa: E731
+    args = [part(a) for a in call.args] + [f"{k.arg}={part(k.value)}" for k in call.keywords]
+    prefix = "return " if isinstance(statement, ast.Return) else ""
+    return fit(line[: len(line) - len(text)], prefix, Br(part(call.func), tuple(args)))
+
+
+def _tidy(source: str) -> str:
+    """initlab's helper source, verbatim but for a header kept on two lines by `fmt: skip`
+    and lines longer than ruff's default: re-laid out the way ruff lays them out."""
+    lines = source.rstrip().split("\n")
+    end = next((i for i, line in enumerate(lines) if line.endswith(":  # fmt: skip")), None)
+    if end is not None:
+        header = " ".join(line.strip() for line in lines[: end + 1]).removesuffix("  # fmt: skip")
+        name, params = header.removeprefix("def ").removesuffix("):").split("(", 1)
+        args = tuple(a.strip() for a in params.split(","))
+        lines = fit("", "def ", Br(name, args), ":") + lines[end + 1 :]
+    return "\n".join(piece for line in lines for piece in _refit(line))
+
+
+def _helpers(body: str) -> list[str]:
+    """The helper functions `body` calls, each once."""
+    found = []
+    for name in ("sparse_", "variance_scaling_"):
+        if re.search(rf"(?<![.\w]){name}\(", body):
+            found.append(_tidy(inspect.getsource(getattr(initializers, name))))
+    found += [FANS] if "_fans(" in body else []
+    return found + ([UNTIED] if "_untied(" in body else [])
+
+
+def _imports(code: str) -> list[str]:
+    stdlib = [f"import {name}" for name in ("fnmatch", "math") if f"{name}." in code]
+    return [*stdlib, *([""] if stdlib else []), "import torch", "from torch import nn"]
+
+
+def _module(found: list[Plan], names: list[str]) -> str:
+    """One module: headers, imports once, helpers once, a function per scheme."""
+    functions = ["\n".join(_function(p, n)) for p, n in zip(found, names, strict=True)]
+    helpers = _helpers("\n".join(functions))
+    code = "\n".join(helpers + functions)
+    lines = [line for p in found for line in [*_header(p), ""]]
+    lines += ["from __future__ import annotations", "", *_imports(code)]
+    for block in helpers + functions:
+        lines += ["", "", block]
+    return "\n".join(lines) + "\n"
+
+
+def to_code(scheme: Scheme, model: nn.Module | None = None) -> str:
+    """Python source of `initialize_weights(model, generator=None)` for `scheme`; with
+    `model`, only the rules that decide some of its modules, tested by its own classes."""
+    return _module([plan(scheme, model)], ["initialize_weights"])
 
 
 def slug(name: str, taken: set[str]) -> str:
@@ -236,25 +670,15 @@ def slug(name: str, taken: set[str]) -> str:
     return found
 
 
-def to_module(schemes: list[Scheme]) -> str:
+def to_module(schemes: list[Scheme], model: nn.Module | None = None) -> str:
     """Several schemes as one valid module: the imports and helpers once, and per scheme an
     `initialize_<slug>(model, generator=None)` (one scheme: plain `to_code`)."""
     if len(schemes) == 1:
-        return to_code(schemes[0])
-    lines, taken = [], set()
+        return to_code(schemes[0], model)
+    names: list[str] = []
     for scheme in schemes:
-        lines += [*_header(scheme), ""]
-    merged = Scheme("all", tuple(r for s in schemes for r in s.rules))  # imports and helpers
-    lines += ["from __future__ import annotations", "", *_imports(merged)]
-    for source in _helpers(merged):
-        lines += ["", source.rstrip(), ""]
-    for i, scheme in enumerate(schemes):
-        name = slug(scheme.name, taken)
-        taken.add(name)
-        body = "\n".join(_functions(scheme))  # starts with a blank line; two between schemes
-        body = body.replace("def initialize_weights(", f"def initialize_{name}(")
-        lines += [*([""] if i else []), body.replace("_init_parameter", f"_init_parameter_{name}")]
-    return "\n".join(lines) + "\n"
+        names.append(slug(scheme.name, set(names)))
+    return _module([plan(s, model) for s in schemes], [f"initialize_{n}" for n in names])
 
 
 def load_initializer(code: str) -> Any:

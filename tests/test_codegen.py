@@ -68,7 +68,7 @@ def test_to_code_is_exact_for_gpt2_on_a_hugging_face_style_model(monkeypatch):
         return gpt2_lm(n_layer=2, n_embd=16, n_head=2)
 
     assert_exact(make, preset("gpt2", "gelu"))
-    assert "any(c.__name__ == 'Conv1D' for c in type(module).__mro__)" in to_code(preset("gpt2"))
+    assert 'any(c.__name__ == "Conv1D" for c in type(m).__mro__)' in to_code(preset("gpt2"))
 
 
 def test_to_code_is_exact_for_counted_scales_on_weights_and_biases():
