@@ -35,16 +35,19 @@ from torch import nn
 
 from initlab.csvout import write_csv
 from initlab.gotchas import WarningCollector, empty_table
-from initlab.models import MODELS, normalize_model_spec
+from initlab.guard import check_budget
+from initlab.models import MODELS, build_model, normalize_model_spec
+from initlab.outline import meta_model
 from initlab.params import MAX_MAGNITUDE, shown
-from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, probe
+from initlab.presets import scheme_from_dict
+from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, histogram_table, probe
 from initlab.reading import parse_json, read_bounded
 from initlab.schemes import PARAMS_COLUMNS, Scheme, apply_scheme, validate_scheme
 from initlab.stats import histogram, summarize
 
 Progress = Callable[[float, str], None]
-# Name globs over all schemes (each scheme has at most schemes.MAX_RULES rules): every walk of
-# the model tries each module against each rule, so this bounds the matching work.
+# Name and param globs over all schemes (each scheme has at most schemes.MAX_RULES rules): every
+# walk of the model tries each module against each rule, so this bounds the matching work.
 MAX_GLOBS = 512
 
 
@@ -114,7 +117,7 @@ class Experiment(BaseModel):
             raise ValueError("must be a list of schemes")
         activation = _activation(info.data.get("model"))
         schemes = tuple(
-            s if isinstance(s, Scheme) else Scheme.from_dict(s, f"schemes.{i}", activation)
+            s if isinstance(s, Scheme) else scheme_from_dict(s, f"schemes.{i}", activation)
             for i, s in enumerate(value)
         )
         _unique_names(schemes)
@@ -201,16 +204,21 @@ def _unique_names(schemes: tuple[Scheme, ...]) -> None:
     seen: set[str] = set()
     for i, scheme in enumerate(schemes):
         if scheme.name in seen:
-            raise ValueError(f"schemes.{i}.name: '{scheme.name}' is used twice; "
-                             "scheme names must be unique")  # fmt: skip
+            raise ValueError(
+                f"schemes.{i}.name: '{scheme.name}' is used twice; scheme names must be unique"
+            )
         seen.add(scheme.name)
 
 
 def _bounded_globs(schemes: tuple[Scheme, ...]) -> None:
-    globs = sum(rule.name is not None for s in schemes for rule in s.rules)
+    globs = sum(
+        (rule.name is not None) + (rule.param is not None) for s in schemes for rule in s.rules
+    )
     if globs > MAX_GLOBS:
-        raise ValueError(f"schemes: at most {MAX_GLOBS} rules with a name glob in one "
-                         f"experiment; got {globs}")  # fmt: skip
+        raise ValueError(
+            f"schemes: at most {MAX_GLOBS} rules with a name glob in one experiment "
+            f"(a param glob counts as one too); got {globs}"
+        )
 
 
 def _check_input(model: dict[str, Any], spec: InputSpec) -> None:
@@ -220,31 +228,43 @@ def _check_input(model: dict[str, Any], spec: InputSpec) -> None:
         return
     expected = entry.input_shape(model)
     if spec.shape is not None and tuple(spec.shape) != tuple(expected):
-        raise ValueError(f"input.shape: {model['name']} expects {list(expected)} per sample; "
-                         f"got {list(spec.shape)}")  # fmt: skip
+        raise ValueError(
+            f"input.shape: {model['name']} expects {list(expected)} per sample; "
+            f"got {list(spec.shape)}"
+        )
     wants_tokens = entry.tokens(model) is not None
     if spec.distribution is not None and (spec.distribution == "tokens") != wants_tokens:
         allowed = "tokens" if wants_tokens else "normal or uniform"
-        raise ValueError(f"input.distribution: {model['name']} takes {allowed} input; "
-                         f"got {spec.distribution}")  # fmt: skip
+        raise ValueError(
+            f"input.distribution: {model['name']} takes {allowed} input; got {spec.distribution}"
+        )
     vocab = entry.tokens(model)
     if vocab is not None and spec.vocab_size is not None and spec.vocab_size > vocab:
-        raise ValueError(f"input.vocab_size: {model['name']} has {vocab} token ids; "
-                         f"got {spec.vocab_size}")  # fmt: skip
+        raise ValueError(
+            f"input.vocab_size: {model['name']} has {vocab} token ids; got {spec.vocab_size}"
+        )
 
 
 def _check_custom_input(spec: InputSpec) -> None:
     """Initlab cannot know what a user's model eats: the input must say it."""
     if spec.shape is None:
-        raise ValueError("input.shape: a custom model must declare its per-sample input shape, "
-                         "e.g. [3, 32, 32], or [seq_len] with distribution 'tokens'")  # fmt: skip
+        raise ValueError(
+            "input.shape: a custom model must declare its per-sample input shape, "
+            "e.g. [3, 32, 32], or [seq_len] with distribution 'tokens'"
+        )
     if spec.distribution == "tokens" and spec.vocab_size is None:
-        raise ValueError("input.vocab_size: token input to a custom model needs the vocabulary "
-                         "size (token ids are drawn from 0 to vocab_size - 1)")  # fmt: skip
+        raise ValueError(
+            "input.vocab_size: token input to a custom model needs the vocabulary "
+            "size (token ids are drawn from 0 to vocab_size - 1)"
+        )
 
 
-BOUNDS = {"less_than_equal": ("<=", "le"), "greater_than_equal": (">=", "ge"),
-          "less_than": ("<", "lt"), "greater_than": (">", "gt")}  # fmt: skip
+BOUNDS = {
+    "less_than_equal": ("<=", "le"),
+    "greater_than_equal": (">=", "ge"),
+    "less_than": ("<", "lt"),
+    "greater_than": (">", "gt"),
+}
 
 
 def _pydantic_message(err: dict[str, Any]) -> str:
@@ -316,8 +336,6 @@ def make_input(exp: Experiment, seed: int) -> torch.Tensor:
 
 def build_initialized(exp: Experiment, scheme: Scheme, seed: int) -> tuple[nn.Module, pd.DataFrame]:
     """A fresh model for this seed with `scheme` applied (on the CPU, so any device agrees)."""
-    from initlab.models import build_model
-
     # allow_custom: validating the experiment already refused a custom model unless enabled.
     model = build_model(exp.model, seed=stream_seed(seed, "model"), allow_custom=True)
     table = apply_scheme(model, scheme, generator(seed, "init"))
@@ -356,9 +374,6 @@ def validate_against_model(exp: Experiment) -> None:
     Both look at the model on the meta device (shapes only), so a model too large for this
     machine is refused without ever being allocated.
     """
-    from initlab.guard import check_budget
-    from initlab.outline import meta_model
-
     model = meta_model(exp.model, allow_custom=True)  # validation checked the permission
     check_budget(exp, model)  # first: a model too large is refused at once
     for scheme in exp.schemes:
@@ -395,17 +410,26 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns]
 
 
-def _run_one(exp: Experiment, scheme: Scheme, seed: int, x: torch.Tensor, device: torch.device,
-             found: WarningCollector | None = None) -> dict[str, pd.DataFrame]:  # fmt: skip
+def _run_one(
+    exp: Experiment,
+    scheme: Scheme,
+    seed: int,
+    x: torch.Tensor,
+    device: torch.device,
+    found: WarningCollector | None = None,
+) -> dict[str, pd.DataFrame]:
     model, params = build_initialized(exp, scheme, seed)
     if found is not None:  # on the CPU, before the probe: the tensors as initialized
         found.add(scheme, model)
     model.to(device)
     weight_hists = _weight_histograms(model, exp.bins)
     measured = _param_stats(model)
+    cotangent = generator(seed, "cotangent")
+    train = exp.mode == "train"
     try:
-        result = probe(model, x, exp.backward, generator(seed, "cotangent"), exp.bins,
-                       train=exp.mode == "train", dropout=exp.dropout)  # fmt: skip
+        result = probe(
+            model, x, exp.backward, cotangent, exp.bins, train=train, dropout=exp.dropout
+        )
     except ProbeError as exc:  # the model breaks on this input: say which input it was
         raise ProbeError(f"input: the model fails on {_input_words(exp, x)}: {exc}") from exc
     params = params.assign(
@@ -435,11 +459,9 @@ def _param_stats(model: nn.Module) -> dict[str, tuple[float, float]]:
 
 
 def _weight_histograms(model: nn.Module, bins: int) -> pd.DataFrame:
-    rows = []
+    hists = []
     for name, p in model.named_parameters():
         if "weight" not in name.rsplit(".", 1)[-1] or p.dim() < 2:
             continue  # weight matrices and kernels; norm scales are constant at init
-        edges, counts = histogram(p, bins)
-        rows += [{"kind": "weight", "name": name, "bin_left": edges[i],
-                  "bin_right": edges[i + 1], "count": c} for i, c in enumerate(counts)]  # fmt: skip
-    return pd.DataFrame(rows, columns=HIST_COLUMNS)
+        hists.append(("weight", name, *histogram(p, bins)))
+    return histogram_table(hists)

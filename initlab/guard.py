@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from initlab.models import MODELS
+from initlab.outline import meta_model
 from initlab.params import shown
 from initlab.probe import first_tensor
 
@@ -64,8 +66,6 @@ def _leaf_shapes(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor],
 
 def meta_input(exp: Any) -> torch.Tensor:
     """The experiment's input as a meta tensor: its shape and dtype, never its memory."""
-    from initlab.models import MODELS
-
     shape = (exp.input.batch_size, *exp.input_shape())
     tokens = MODELS[exp.model["name"]].tokens(exp.model) is not None
     if tokens or exp.input.distribution == "tokens":
@@ -106,8 +106,6 @@ def _flops(module: nn.Module, out: torch.Tensor) -> float:
 def estimate(exp: Any, model: nn.Module | None = None) -> Estimate:
     """Memory and time of `exp` (an initlab Experiment), from a meta-device forward pass.
     `model`: the experiment's model on the meta device, when the caller has built it."""
-    from initlab.outline import meta_model
-
     if model is None:  # the experiment's validation allowed a custom model
         model = meta_model(exp.model, allow_custom=True)
     params = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -134,8 +132,12 @@ def matching_seconds(exp: Any, model: nn.Module) -> float:
     rules = sum(len(s.rules) for s in exp.schemes)
     # A rule with a counted scale (1/sqrt(matches)) is also tried on every module to count them.
     counted = sum(r.weight.counted or r.bias.counted for s in exp.schemes for r in s.rules)
+    # A rule with a `param` glob is also tried on each parameter of the modules it matches.
+    by_param = sum(r.param is not None for s in exp.schemes for r in s.rules)
     modules = sum(1 for _ in model.modules())
-    return modules * (rules + counted) * (len(exp.seeds) + 3) * PER_MATCH_S
+    params = sum(1 for m in model.modules() for _ in m.parameters(recurse=False)) if by_param else 0
+    tries = modules * (rules + counted) + params * by_param
+    return tries * (len(exp.seeds) + 3) * PER_MATCH_S
 
 
 def available_bytes() -> int:
@@ -185,8 +187,18 @@ def _gb(n: float) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
 
 
-SIZE_FIELDS = ("depth", "width", "widths", "channels", "stages", "blocks", "n_layers",
-               "d_model", "seq_len", "image_size")  # fmt: skip
+SIZE_FIELDS = (
+    "depth",
+    "width",
+    "widths",
+    "channels",
+    "stages",
+    "blocks",
+    "n_layers",
+    "d_model",
+    "seq_len",
+    "image_size",
+)
 
 
 def _shrink_hint(exp: Any, est: Estimate) -> str:

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
+from initlab.models import build_model
+
 
 def meta_model(spec: dict[str, Any], allow_custom: bool | None = None) -> torch.nn.Module:
     """The model of a (validated) spec on the meta device: shapes without storage."""
-    from initlab.models import build_model
-
     with torch.device("meta"):
         return build_model(spec, device="meta", allow_custom=allow_custom)

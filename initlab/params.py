@@ -11,6 +11,8 @@ import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from initlab.gains import GAIN_NAMES, parse_gain
+
 Kind = Literal["float", "int", "bool", "choice", "gain", "ints"]
 
 
@@ -35,8 +37,6 @@ class Param:
         if self.kind == "bool":
             return "true or false"
         if self.kind == "gain":
-            from initlab.gains import GAIN_NAMES
-
             return "a number >= 0 or a nonlinearity name (" + ", ".join(GAIN_NAMES) + ")"
         noun = {"float": "a number", "int": "a whole number", "ints": "a list of whole numbers"}
         return noun[self.kind] + (self._range_text() or f" within ±{MAX_MAGNITUDE:g}")
@@ -138,8 +138,6 @@ def _check_choice(p: Param, value: Any) -> Any:
 
 
 def _check_gain(p: Param, value: Any) -> float | str:
-    from initlab.gains import parse_gain
-
     return parse_gain(value)
 
 

@@ -1,199 +1,39 @@
 """Presets: named schemes that ship with initlab, each with a one-line "why" and its source.
 
-A preset is built for a model's activation (the nonlinearity name its gain comes from), so
-"Kaiming" on a tanh MLP uses tanh's gain. The papers' own schemes stay as published: Xavier is
-Glorot & Bengio's gain 1 (as in Keras and JAX), and the activation-gain variants are presets of
-their own. On SELU every activation gain is `linear` (1), as torch's calculate_gain docs say
-self-normalizing networks need. Presets select layers by family and, where a recipe
-singles some out, by the module names the original code uses (GPT-2's `*.c_proj`, torchvision's
-`*.bn2`), so they apply to those models in the wild, not only to initlab's zoo.
+The registry itself (titles, reasons, sources, rule dicts) is plain data in
+`initlab.preset_rules`; here a preset becomes a `Scheme` for a model's activation, and a scheme
+dict that names only a preset (`{"name": ..., "preset": "kaiming_normal"}`, no rules) is read
+with that preset's rules: `scheme_from_dict`, what the experiment reader uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
-from initlab.methods import SCALE_BY_MATCHES
 from initlab.params import shown
+from initlab.preset_rules import PRESETS, Preset, check_preset_name, gain_name
 from initlab.schemes import Scheme
 
-WEIGHTED = ("Linear", "Conv", "ConvTranspose")  # families a fan-based preset initializes
-NORMS = ("BatchNorm", "LayerNorm", "GroupNorm")
-
-
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    title: str
-    why: str
-    source: str
-    rules: Callable[[str], list[dict]]  # activation -> rule dicts
-
-    def scheme(self, activation: str = "relu") -> Scheme:
-        rules = self.rules(activation)
-        return Scheme.from_dict({"name": self.title, "rules": rules}, f"preset {self.name}")
-
-
-# torch's calculate_gain docs: for self-normalizing networks use nonlinearity='linear', not
-# 'selu'. SELU's fixed point at variance 1 needs weights of variance 1/fan_in; the 3/4 of
-# calculate_gain('selu') gives 9/16 of that, and a deep SELU MLP shrinks (×0.90 per layer over
-# 30 layers, to a variance near 0.02).
-SELF_NORMALIZING = {"selu": "linear"}
-
-
-def gain_name(activation: str) -> str:
-    """The nonlinearity name a preset's gain uses for this activation."""
-    return SELF_NORMALIZING.get(activation, activation)
-
-
-def _kaiming_nonlinearity(activation: str) -> dict:
-    name = gain_name(activation)
-    if name == "leaky_relu":
-        return {"nonlinearity": "leaky_relu", "a": 0.01}
-    return {"nonlinearity": name, "a": 0.0}
-
-
-def _all_weighted(weight: dict, bias: dict | str = "zeros") -> list[dict]:
-    return [{"layers": fam, "weight": weight, "bias": bias} for fam in WEIGHTED]
-
-
-def _norms_identity() -> list[dict]:
-    return [{"layers": fam, "weight": "ones", "bias": "zeros"} for fam in NORMS]
-
-
-def _kaiming(mode: str) -> Callable[[str], list[dict]]:
-    def rules(act: str) -> list[dict]:
-        weight = {"method": "kaiming_normal", "mode": mode, **_kaiming_nonlinearity(act)}
-        return _all_weighted(weight) + _norms_identity()
-
-    return rules
-
-
-def _xavier(kind: str, with_gain: bool) -> Callable[[str], list[dict]]:
-    """Glorot & Bengio's scheme (gain 1), or torch's usage with the activation's gain."""
-
-    def rules(act: str) -> list[dict]:
-        gain = gain_name(act) if with_gain else 1.0
-        return _all_weighted({"method": f"xavier_{kind}", "gain": gain})
-
-    return rules
-
-
-def _orthogonal(act: str) -> list[dict]:
-    return _all_weighted({"method": "orthogonal", "gain": gain_name(act)})
-
-
-def _plain(weight: dict | str) -> Callable[[str], list[dict]]:
-    return lambda act: [*_all_weighted(weight), {"layers": "Embedding", "weight": weight}]
-
-
-GPT2_STD = 0.02  # GPT-2's initializer_range
-# Hugging Face's GPT-2 uses `Conv1D` (a Linear with its weight stored transposed, (in, out)).
-GPT2_LINEAR = ("Linear", "Conv1D")
-
-
-def _gpt2(act: str) -> list[dict]:
-    """GPT-2 / nanoGPT: N(0, 0.02) everywhere; the residual projections (`*.c_proj`, two per
-    block) scaled by 1/sqrt(their count) = 1/sqrt(2·n_layers), counted from the model."""
-    normal = {"method": "normal", "mean": 0.0, "std": GPT2_STD}
-    residual = {**normal, "scale": SCALE_BY_MATCHES}
-    rules = [{"layers": fam, "name": "*.c_proj", "weight": residual, "bias": "zeros"}
-             for fam in GPT2_LINEAR]  # fmt: skip
-    rules += [{"layers": fam, "weight": normal, "bias": "zeros"} for fam in GPT2_LINEAR]
-    return [*rules, {"layers": "Embedding", "weight": normal},
-            {"layers": "LayerNorm", "weight": "ones", "bias": "zeros"}]  # fmt: skip
-
-
-def _zero_init_residual(act: str) -> list[dict]:
-    """torchvision's ResNet init with zero_init_residual=True. BasicBlock's last norm is `bn2`;
-    Bottleneck blocks (ResNet-50 and up) end with `bn3` and would need a "*.bn3" rule."""
-    conv = {"method": "kaiming_normal", "mode": "fan_out", **_kaiming_nonlinearity(act)}
-    return [
-        {"layers": "BatchNorm", "name": "*.bn2", "weight": "zeros", "bias": "zeros"},
-        {"layers": "Conv", "weight": conv, "bias": "zeros"},
-        {"layers": "BatchNorm", "weight": "ones", "bias": "zeros"},
-        {"layers": "GroupNorm", "weight": "ones", "bias": "zeros"},
-    ]
-
-
-def _recipe(act: str) -> list[dict]:
-    return [
-        {"layers": "Conv2d", "weight": "xavier_normal", "bias": "zeros"},
-        {"layers": "BatchNorm2d", "weight": "ones", "bias": "zeros"},
-        {"layers": "Linear", "weight": {"method": "normal", "mean": 0.0, "std": 0.01},
-         "bias": "zeros"},
-    ]  # fmt: skip
-
-
-_ENTRIES = [
-    Preset("pytorch_default", "PyTorch default",
-           "no rules: every module keeps its own reset_parameters() (kaiming_uniform, a=√5)",
-           "torch.nn module defaults", lambda act: []),
-    Preset("recipe", "The recipe",
-           "the classic two-step recipe: Conv2d xavier_normal, BatchNorm2d 1/0, Linear N(0, 0.01)",
-           "the PyTorch weight-initialization recipe this tool grew from", _recipe),
-    Preset("kaiming_normal", "Kaiming normal",
-           "keeps forward variance constant through rectifiers: std = gain/√fan_in; on SELU "
-           "the 'linear' gain, as torch's docs advise (calculate_gain('selu') = 3/4 shrinks "
-           "the signal layer after layer)",
-           "He et al. 2015, Delving Deep into Rectifiers", _kaiming("fan_in")),
-    Preset("kaiming_normal_fan_out", "Kaiming normal (fan_out)",
-           "keeps backward (gradient) variance constant: std = gain/√fan_out "
-           "(on SELU the 'linear' gain 1, as torch's docs advise)",
-           "He et al. 2015; torchvision's ResNet init", _kaiming("fan_out")),
-    Preset("xavier_normal", "Xavier normal",
-           "the paper's scheme, gain 1: std = √(2/(fan_in+fan_out)), derived for linear "
-           "units (it halves the variance per ReLU layer)",
-           "Glorot & Bengio 2010 (as in Keras glorot_normal and JAX)", _xavier("normal", False)),
-    Preset("xavier_uniform", "Xavier uniform",
-           "the paper's scheme, gain 1: U(±√(6/(fan_in+fan_out)))",
-           "Glorot & Bengio 2010, eq. 16 (as in Keras glorot_uniform and JAX)",
-           _xavier("uniform", False)),
-    Preset("xavier_normal_gain", "Xavier normal (activation gain)",
-           "Xavier normal times the activation's calculate_gain: std = "
-           "gain·√(2/(fan_in+fan_out)) (on SELU the 'linear' gain)",
-           "Glorot & Bengio 2010; the gain is PyTorch's usage (torch.nn.init docs)",
-           _xavier("normal", True)),
-    Preset("xavier_uniform_gain", "Xavier uniform (activation gain)",
-           "Xavier uniform times the activation's calculate_gain: bound = "
-           "gain·√(6/(fan_in+fan_out)) (on SELU the 'linear' gain)",
-           "Glorot & Bengio 2010; the gain is PyTorch's usage (torch.nn.init docs)",
-           _xavier("uniform", True)),
-    Preset("lecun_normal", "LeCun normal",
-           "std = 1/√fan_in (truncated normal): what SELU self-normalization assumes",
-           "LeCun et al. 1998; Klambauer et al. 2017", _plain("lecun_normal")),
-    Preset("orthogonal", "Orthogonal",
-           "orthogonal weights with the activation's gain: dynamical isometry in deep nets",
-           "Saxe et al. 2013", _orthogonal),
-    Preset("gpt2", "GPT-2",
-           "N(0, 0.02) for Linear/Conv1D/Embedding; residual projections *.c_proj × "
-           "1/√(2·n_layers), so the residual stream's variance does not grow with depth",
-           "Radford et al. 2019, GPT-2 (section 2.3); nanoGPT and Hugging Face _init_weights",
-           _gpt2),
-    Preset("zero_init_residual", "Zero-init residual",
-           "Kaiming fan_out convs, BatchNorm 1/0, and each residual block's last BatchNorm "
-           "(*.bn2) at 0: every block starts as the identity",
-           "Goyal et al. 2017, Accurate, Large Minibatch SGD; torchvision's zero_init_residual",
-           _zero_init_residual),
-    Preset("zeros", "All zeros",
-           "every weight 0: the symmetry every unit shares and gradient descent cannot break",
-           "any deep learning course", _plain("zeros")),
-    Preset("too_small", "Too small: N(0, 0.01)",
-           "a fixed small std: activations vanish layer after layer",
-           "Glorot & Bengio 2010, section 4", _plain({"method": "normal", "std": 0.01})),
-    Preset("too_large", "Too large: N(0, 1)",
-           "a fixed std of 1: activations explode (or saturate) layer after layer",
-           "Glorot & Bengio 2010, section 4", _plain({"method": "normal", "std": 1.0})),
-]  # fmt: skip
-
-PRESETS: dict[str, Preset] = {p.name: p for p in _ENTRIES}
+__all__ = ["PRESETS", "Preset", "check_preset_name", "gain_name", "preset", "scheme_from_dict"]
 
 
 def preset(name: str, activation: str = "relu") -> Scheme:
     """The scheme of preset `name`, with gains for `activation`."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise ValueError(f"unknown preset {shown(name)}; choose one of: {', '.join(PRESETS)}")
     entry = PRESETS[name]
-    scheme = entry.scheme(activation)
+    rules = entry.rules(activation)
+    scheme = Scheme.from_dict({"name": entry.title, "rules": rules}, f"preset {name}")
     return Scheme(scheme.name, scheme.rules, name)
+
+
+def scheme_from_dict(d: Any, where: str = "scheme", activation: str = "relu") -> Scheme:
+    """Validate a scheme dict; `{"preset": ...}` without rules takes the preset's rules (with
+    gains for `activation`) and, unless the dict names it, the preset's title."""
+    if isinstance(d, dict) and "rules" not in d and isinstance(d.get("preset"), str):
+        key = d["preset"]
+        if key in PRESETS:  # an unknown key is refused below, with the field named
+            scheme = preset(key, activation)
+            rules = [rule.to_dict() for rule in scheme.rules]
+            d = {"name": scheme.name, **d, "rules": rules}
+    return Scheme.from_dict(d, where)

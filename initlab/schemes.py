@@ -1,8 +1,11 @@
 """Rules and schemes: which method each parameter of a model gets, and applying it.
 
-A scheme is an ordered list of rules; for every module (in `named_modules()` order) the first
-matching rule decides. Parameters whose name contains "weight" get the rule's weight method,
-those containing "bias" its bias method; everything unmatched keeps PyTorch's default.
+A scheme is an ordered list of rules; for every parameter (in `named_modules()` order) the
+first rule that matches it decides. A rule matches a parameter when it matches the parameter's
+module (family or class, and the optional `name` glob on the module's qualified name) and, if
+it has one, its `param` glob matches the parameter's own name within the module
+(`weight_hh_l*`). Parameters whose name contains "weight" get the rule's weight method, those
+containing "bias" its bias method; everything unmatched keeps PyTorch's default.
 """
 
 from __future__ import annotations
@@ -21,9 +24,20 @@ from torch import nn
 from initlab.layers import FAMILIES, default_std, is_transposed, matches_layers
 from initlab.methods import METHODS, MethodSpec, fans, parse_method_spec
 from initlab.params import shown
+from initlab.preset_rules import check_preset_name
 
-PARAMS_COLUMNS = ["param", "layer", "type", "shape", "method", "fan_in", "fan_out", "gain",
-                  "expected_std"]  # fmt: skip
+PARAMS_COLUMNS = [
+    "param",
+    "layer",
+    "type",
+    "shape",
+    "method",
+    "fan_in",
+    "fan_out",
+    "gain",
+    "expected_std",
+]
+RULE_FIELDS = ("layers", "name", "param", "weight", "bias")
 
 # Bounds far above real use (GPT-2's own scheme has 5 rules, a careful one a few dozen): they
 # keep an experiment's matching work (modules × rules per walk) small enough to estimate.
@@ -54,6 +68,15 @@ def check_layers(value: Any, where: str) -> str:
 
 def check_glob(value: Any, where: str) -> str | None:
     """A rule's `name`: a glob on the module's qualified name, printable, bounded."""
+    return _checked_glob(value, where, "the module name", "'*.c_proj'")
+
+
+def check_param_glob(value: Any, where: str) -> str | None:
+    """A rule's `param`: a glob on the parameter's own name within its module."""
+    return _checked_glob(value, where, "the parameter's name in its module", "'weight_hh_l*'")
+
+
+def _checked_glob(value: Any, where: str, on: str, example: str) -> str | None:
     if value is None:
         return None
     if (
@@ -63,8 +86,8 @@ def check_glob(value: Any, where: str) -> str | None:
         or _has_control(value)
     ):
         raise ValueError(
-            f"{where}: must be a glob on the module name (1 to {MAX_GLOB_CHARS} "
-            f"printable characters, e.g. '*.c_proj'); got {shown(value)}"
+            f"{where}: must be a glob on {on} (1 to {MAX_GLOB_CHARS} "
+            f"printable characters, e.g. {example}); got {shown(value)}"
         )
     return value
 
@@ -79,17 +102,6 @@ def check_scheme_name(value: Any, where: str) -> str:
     return text
 
 
-def check_preset_name(value: Any, where: str) -> str:
-    """A preset key (checked against the registry where experiments are read)."""
-    from initlab.presets import PRESETS
-
-    if not isinstance(value, str) or value not in PRESETS:
-        raise ValueError(
-            f"{where}: unknown preset {shown(value)}; choose one of: {', '.join(PRESETS)}"
-        )
-    return value
-
-
 def compile_glob(glob: str) -> re.Pattern[str]:
     """fnmatchcase's own translation, compiled once per rule: fnmatch's shared cache is
     bounded, and an experiment with many globs would otherwise recompile on every match."""
@@ -99,13 +111,26 @@ def compile_glob(glob: str) -> re.Pattern[str]:
 @dataclass(frozen=True)
 class Rule:
     """Layers of family (or class) `layers`, optionally with a qualified name matching the glob
-    `name`, get `weight` for their weight parameters and `bias` for their bias parameters."""
+    `name`, get `weight` for their weight parameters and `bias` for their bias parameters.
+
+    `param` (optional) is a glob on the parameter's own name within the module
+    (`"weight_hh_l*"`, `"weight_ih_l*"`): the rule then covers only the parameters it matches,
+    and the module's other parameters go on to the next rule that matches them. So an RNN's
+    recurrent and input weights can get different methods:
+    `{"layers": "RNN", "param": "weight_hh_l*", "weight": {"method": "orthogonal"}}` before
+    `{"layers": "RNN", "weight": {"method": "xavier_uniform"}}`. A counted scale
+    (1/sqrt(matches)) counts the modules the rule matches; `param` does not change the count.
+    """
 
     layers: str
     weight: MethodSpec = field(default_factory=MethodSpec)
     bias: MethodSpec = field(default_factory=MethodSpec)
     name: str | None = None
+    param: str | None = None
     pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    param_pattern: re.Pattern[str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         # Checked here too, so a Rule built in a notebook is as safe to export as one read
@@ -114,13 +139,21 @@ class Rule:
         if check_layers(self.layers, "rule.layers") != self.layers:
             raise ValueError(f"rule.layers: no surrounding spaces; got {shown(self.layers)}")
         check_glob(self.name, "rule.name")
+        check_param_glob(self.param, "rule.param")
         if self.name is not None:
             object.__setattr__(self, "pattern", compile_glob(self.name))
+        if self.param is not None:
+            object.__setattr__(self, "param_pattern", compile_glob(self.param))
 
     def matches(self, qualname: str, module: nn.Module) -> bool:
+        """Does the rule match this module (family or class, and the `name` glob)?"""
         if self.pattern is not None and self.pattern.match(qualname) is None:
             return False
         return matches_layers(module, self.layers)
+
+    def matches_param(self, pname: str) -> bool:
+        """Does the rule cover this parameter (its own name) of a module it matches?"""
+        return self.param_pattern is None or self.param_pattern.match(pname) is not None
 
     def spec_for(self, param: str) -> MethodSpec:
         if "weight" in param:
@@ -131,12 +164,15 @@ class Rule:
 
     def label(self) -> str:
         where = f" named {self.name}" if self.name else ""
-        return f"{self.layers}{where}"
+        which = f" param {self.param}" if self.param else ""
+        return f"{self.layers}{where}{which}"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"layers": self.layers}
         if self.name is not None:
             out["name"] = self.name
+        if self.param is not None:
+            out["param"] = self.param
         out["weight"] = self.weight.to_dict() if self.weight.method != "default" else "default"
         out["bias"] = self.bias.to_dict() if self.bias.method != "default" else "default"
         return out
@@ -145,15 +181,18 @@ class Rule:
     def from_dict(cls, d: Any, where: str) -> Rule:
         if not isinstance(d, dict):
             raise ValueError(f"{where}: a rule must be an object with 'layers'; got {shown(d)}")
-        unknown = set(d) - {"layers", "name", "weight", "bias"}
+        unknown = set(d) - set(RULE_FIELDS)
         if unknown:
-            raise ValueError(f"{where}: unknown field {shown(sorted(unknown)[0])}; allowed: "
-                             "layers, name, weight, bias")  # fmt: skip
+            raise ValueError(
+                f"{where}: unknown field {shown(sorted(unknown)[0])}; allowed: "
+                + ", ".join(RULE_FIELDS)
+            )
         layers = check_layers(d.get("layers"), f"{where}.layers")
         name = check_glob(d.get("name"), f"{where}.name")
+        param = check_param_glob(d.get("param"), f"{where}.param")
         weight = parse_method_spec(d.get("weight"), f"{where}.weight")
         bias = parse_method_spec(d.get("bias"), f"{where}.bias")
-        return cls(layers, weight, bias, name)
+        return cls(layers, weight, bias, name, param)
 
 
 @dataclass(frozen=True)
@@ -175,10 +214,23 @@ class Scheme:
             raise ValueError(f"scheme.preset: must be a preset key; got {shown(self.preset)}")
 
     def rule_for(self, qualname: str, module: nn.Module) -> tuple[int, Rule] | None:
+        """The first rule that matches the module (whatever its `param` glob)."""
         for index, rule in enumerate(self.rules):
             if rule.matches(qualname, module):
                 return index, rule
         return None
+
+    def candidates(self, qualname: str, module: nn.Module) -> list[tuple[int, Rule]]:
+        """The rules that match the module, in order, up to the first without a `param` glob:
+        that one decides every parameter the earlier ones leave, so later rules never do.
+        Without `param` rules this is the first match alone, found by the same walk."""
+        found = []
+        for index, rule in enumerate(self.rules):
+            if rule.matches(qualname, module):
+                found.append((index, rule))
+                if rule.param_pattern is None:
+                    break
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -188,18 +240,23 @@ class Scheme:
         return out
 
     @classmethod
-    def from_dict(cls, d: Any, where: str = "scheme", activation: str = "relu") -> Scheme:
-        """Validate a scheme dict; `{"preset": ...}` alone takes the preset's rules."""
+    def from_dict(cls, d: Any, where: str = "scheme") -> Scheme:
+        """Validate a scheme dict with its rules. A dict that names only a preset (no rules)
+        is read by `initlab.presets.scheme_from_dict`, which fills in the preset's rules."""
         if not isinstance(d, dict):
             raise ValueError(f"{where}: a scheme must be an object; got {shown(d)}")
         unknown = set(d) - {"name", "rules", "preset"}
         if unknown:
-            raise ValueError(f"{where}: unknown field {shown(sorted(unknown)[0])}; allowed: "
-                             "name, rules, preset")  # fmt: skip
+            raise ValueError(
+                f"{where}: unknown field {shown(sorted(unknown)[0])}; allowed: name, rules, preset"
+            )
         if "preset" in d:  # validated whenever present: it is written into exported code
             check_preset_name(d["preset"], f"{where}.preset")
         if "rules" not in d and "preset" in d:
-            return _from_preset(d, where, activation)
+            raise ValueError(
+                f"{where}.rules: missing; a scheme that names only a preset is read by "
+                "initlab.presets.scheme_from_dict, which fills in the preset's rules"
+            )
         rules = d.get("rules")
         if not isinstance(rules, list):
             raise ValueError(f"{where}.rules: must be a list of rules (or give a 'preset')")
@@ -208,15 +265,6 @@ class Scheme:
         name = check_scheme_name(d.get("name", "scheme"), f"{where}.name")
         parsed = tuple(Rule.from_dict(r, f"{where}.rules.{i}") for i, r in enumerate(rules))
         return cls(name, parsed, d.get("preset"))
-
-
-def _from_preset(d: dict[str, Any], where: str, activation: str) -> Scheme:
-    from initlab.presets import preset
-
-    key = d["preset"]
-    scheme = preset(key, activation=activation)
-    name = check_scheme_name(d.get("name", scheme.name), f"{where}.name")
-    return Scheme(name, scheme.rules, key)
 
 
 # ---------------------------------------------------------------- walking a model
@@ -246,6 +294,7 @@ def match_counts(model: nn.Module, scheme: Scheme) -> dict[int, int]:
 
     Every module the rule matches counts, whichever rule decides it (first match wins only
     for applying), so the number is what the rule alone says: "*.c_proj" in GPT-2 is 2·n_layers.
+    Modules are counted, not parameters: a `param` glob does not change the count.
     """
     counted = [i for i, r in enumerate(scheme.rules) if r.weight.counted or r.bias.counted]
     if not counted:
@@ -260,16 +309,27 @@ def targets(model: nn.Module, scheme: Scheme) -> Iterator[Target]:
     seen: set[int] = set()  # tied parameters are initialized once, by their first module
     counts = match_counts(model, scheme)
     for qualname, module in model.named_modules():
-        found = scheme.rule_for(qualname, module)
+        # Rules are tried once per module; per parameter only the few that matched it.
+        found = scheme.candidates(qualname, module)
         for pname, tensor in module.named_parameters(recurse=False):
             if id(tensor) in seen:
                 continue
             seen.add(id(tensor))
-            index, spec = (found[0], found[1].spec_for(pname)) if found else (None, MethodSpec())
-            spec = spec.for_matches(counts.get(index, 0)) if index is not None else spec
+            index, spec = _decided(found, pname, counts)
             full = f"{qualname}.{pname}" if qualname else pname
-            yield Target(full, qualname, module, tensor, index, spec,
-                         is_transposed(module, tensor))  # fmt: skip
+            transposed = is_transposed(module, tensor)
+            yield Target(full, qualname, module, tensor, index, spec, transposed)
+
+
+def _decided(
+    found: list[tuple[int, Rule]], pname: str, counts: dict[int, int]
+) -> tuple[int | None, MethodSpec]:
+    """The index and method of the first of the module's rules that covers `pname`."""
+    for index, rule in found:
+        if rule.matches_param(pname):
+            spec = rule.spec_for(pname)
+            return index, spec.for_matches(counts.get(index, 0))
+    return None, MethodSpec()
 
 
 def validate_scheme(scheme: Scheme, model: nn.Module) -> None:
@@ -296,12 +356,18 @@ def apply_scheme(
     """Initialize `model` in place; return the params table (what each tensor got)."""
     found = list(targets(model, scheme))
     check_targets(scheme, found)
-    rows = []
     with torch.no_grad():
         for t in found:
             _init_one(t, generator)
-            rows.append(_param_row(t))
-    return pd.DataFrame(rows, columns=PARAMS_COLUMNS)
+    return params_table(found)
+
+
+def params_table(found: list[Target]) -> pd.DataFrame:
+    """The params table of these targets, built column by column."""
+    if not found:  # typed like a frame of no rows (object columns)
+        return pd.DataFrame([], columns=PARAMS_COLUMNS)
+    values = [_param_values(t) for t in found]
+    return pd.DataFrame(dict(zip(PARAMS_COLUMNS, zip(*values, strict=True), strict=True)))
 
 
 def _init_one(t: Target, generator: torch.Generator | None) -> None:
@@ -313,7 +379,8 @@ def _init_one(t: Target, generator: torch.Generator | None) -> None:
         t.tensor.mul_(t.spec.scale)
 
 
-def _param_row(t: Target) -> dict[str, Any]:
+def _param_values(t: Target) -> tuple[Any, ...]:
+    """One parameter's values, in PARAMS_COLUMNS order."""
     shape = t.shape  # fans and expected std follow the (out, in) reading
     method = METHODS[t.spec.method]
     fan_in, fan_out = fans(shape) if len(shape) >= 2 else (math.nan, math.nan)
@@ -322,9 +389,6 @@ def _param_row(t: Target) -> dict[str, Any]:
     else:
         expected = t.spec.expected_std(shape) if t.tensor.numel() else math.nan
     label = t.spec.label() if method.name != "default" else "default"
-    return {
-        "param": t.param, "layer": t.layer, "type": type(t.module).__name__,
-        "shape": str(tuple(t.tensor.shape)), "method": label,
-        "fan_in": fan_in, "fan_out": fan_out, "gain": t.spec.gain(),
-        "expected_std": expected,
-    }  # fmt: skip
+    kind = type(t.module).__name__
+    stored = str(tuple(t.tensor.shape))
+    return (t.param, t.layer, kind, stored, label, fan_in, fan_out, t.spec.gain(), expected)

@@ -12,6 +12,7 @@ from torch import nn
 from initlab import PRESETS, Rule, Scheme, apply_scheme, build_model, preset, validate_scheme
 from initlab.layers import FAMILIES, family_of, matches_layers
 from initlab.methods import parse_method_spec
+from initlab.presets import scheme_from_dict
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -294,14 +295,14 @@ def test_to_dict_from_dict_round_trip():
 
 
 def test_scheme_from_preset_dict():
-    s = Scheme.from_dict({"preset": "kaiming_normal"}, activation="tanh")
+    s = scheme_from_dict({"preset": "kaiming_normal"}, activation="tanh")
     assert s.preset == "kaiming_normal"
     assert s.rules == preset("kaiming_normal", activation="tanh").rules
     assert s.rules[0].weight.kwargs["nonlinearity"] == "tanh"
-    named = Scheme.from_dict({"name": "mine", "preset": "zeros"})
+    named = scheme_from_dict({"name": "mine", "preset": "zeros"})
     assert named.name == "mine"
     with pytest.raises(ValueError, match=r"scheme\.preset: unknown preset 'nope'"):
-        Scheme.from_dict({"preset": "nope"})
+        scheme_from_dict({"preset": "nope"})
 
 
 @pytest.mark.parametrize(
