@@ -38,7 +38,6 @@ ESTIMATED = ("gelu", "silu", "elu", "mish")  # gains torch's calculate_gain reje
 SIMPLE = ("Linear", "Conv", "ConvTranspose", "BatchNorm", "LayerNorm", "GroupNorm",
           "InstanceNorm", "RMSNorm", "Embedding")  # fmt: skip
 SIMPLE_CLASSES = tuple(cls for family in SIMPLE for cls in FAMILIES[family])
-NO_BIAS = (nn.Embedding, nn.EmbeddingBag, nn.RMSNorm)  # classes without a `bias` attribute
 
 
 # ---------------------------------------------------------------- text that stays text
@@ -223,19 +222,30 @@ def _tests(rule: Rule, modules: list[nn.Module] | None) -> list[Br]:
         path = 'f"{c.__module__}.{c.__qualname__}"' if "." in rule.layers else "c.__name__"
         test = f"{path} == {literal(rule.layers)}"
         parts = [Br("any", (test, "for c in type(m).__mro__"), genexp=True)]
-    elif len(classes) == 1:
-        parts = [Br("isinstance", ("m", _class_path(classes[0])))]
     else:
-        parts = [Br("isinstance", ("m", Br("", tuple(_class_path(c) for c in classes))))]
+        parts = [_isinstance(classes)]
     if rule.name is not None:
         parts.append(Br("fnmatch.fnmatchcase", ("name", literal(rule.name))))
     return parts
 
 
-def _condition(pad: str, keyword: str, parts: list[Br]) -> list[str]:
-    """`if a and b:` formatted as ruff does (it splits the last bracket first)."""
-    head = "".join(p.flat() + " and " for p in parts[:-1])
-    return fit(pad, f"{keyword} {head}", parts[-1], ":")
+def _isinstance(classes: list[type]) -> Br:
+    if len(classes) == 1:
+        return Br("isinstance", ("m", _class_path(classes[0])))
+    return Br("isinstance", ("m", Br("", tuple(_class_path(c) for c in classes))))
+
+
+def _condition(pad: str, keyword: str, parts: list[Br], op: str = "and") -> list[str]:
+    """`if a and b:` laid out as ruff does: split the last call if its first line fits, else
+    the first call, with the rest after its closing bracket."""
+    flats = [p.flat() for p in parts]
+    head = f"{keyword} " + "".join(f"{f} {op} " for f in flats[:-1])
+    rhs = fit(pad, head, parts[-1], ":")
+    if len(parts) == 1 or len(rhs) == 1 or len(rhs[0]) <= WIDTH:
+        return rhs
+    first, rest = parts[0], f" {op} ".join(flats[1:])
+    lhs = fit(pad, f"{keyword} ", first, f" {op} {rest}:")
+    return lhs if all(len(line) <= WIDTH for line in lhs) else rhs
 
 
 def _holds(rule: Rule, classes: list[type] | None, name: str, module: nn.Module) -> bool:
@@ -373,8 +383,7 @@ def _estimated_lines(pad: str, spec: MethodSpec, target: str, transposed: bool) 
     """initlab.methods' kaiming formula, std = gain / sqrt(fan), on the tensor's own shape."""
     mode = spec.kwargs["mode"]
     mode = SWAPPED_MODE[mode] if transposed else mode  # stored (in, out): fans swap
-    lines = [f"{pad}fan_in, fan_out = _fans({target})",
-             f"{pad}std = {kaiming_gain(spec.kwargs)!r} / math.sqrt({mode})"]  # fmt: skip
+    lines = [f'{pad}std = {kaiming_gain(spec.kwargs)!r} / math.sqrt(_fan({target}, "{mode}"))']
     if spec.method == "kaiming_normal":
         return lines + fit(pad, "", Br("nn.init.normal_", (target, "std=std", "generator=generator")))
     lines.append(f"{pad}bound = math.sqrt(3.0) * std")
@@ -408,10 +417,6 @@ def init_lines(pad: str, spec: MethodSpec, target: str, index: int, transposed: 
 def _slot_guard(found: Plan, branch: Branch, slot: str) -> str | None:
     """The test before `m.<slot>`'s statements: "" for none, None to write no statements
     (no module it decides has the parameter)."""
-    if found.guarded:
-        classes = branch.classes or []
-        no_attr = slot == "bias" and classes and all(issubclass(c, NO_BIAS) for c in classes)
-        return None if no_attr else f'if "{slot}" in params'
     present = [slot in dict(m.named_parameters(recurse=False)) for m in branch.modules]
     if not any(present):
         return None
@@ -424,8 +429,7 @@ def _ladder_body(found: Plan, branch: Branch, pad: str) -> list[str]:
         spec, guard = getattr(branch.rule, slot), _slot_guard(found, branch, slot)
         if spec.method == "default" or guard is None:
             continue
-        target = f'params["{slot}"]' if found.guarded else f"m.{slot}"
-        body = init_lines(pad + INDENT * bool(guard), spec, target, branch.index, False)
+        body = init_lines(pad + INDENT * bool(guard), spec, f"m.{slot}", branch.index, False)
         lines += [pad + guard + ":", *body] if guard else body
     return lines
 
@@ -456,28 +460,32 @@ def _walker_body(found: Plan, branch: Branch, pad: str) -> list[str]:
     """`for pname, p in ...`: weight methods for names with "weight", bias for "bias"."""
     source = "params.items()" if found.guarded else "m.named_parameters(recurse=False)"
     inner, rule, deeper = [], branch.rule, pad + INDENT
+    head = [f"{pad}for pname, p in {source}:"]
     param = getattr(rule, "param", None)
     if param is not None:  # a glob on the parameter's own name within the module
         inner += fit(deeper, "if not ", Br("fnmatch.fnmatchcase", ("pname", literal(param))), ":")
         inner.append(deeper + INDENT + "continue")
-    if rule.weight.method != "default":
-        inner += [deeper + 'if "weight" in pname:', *_weight_lines(branch, deeper + INDENT)]
+    weight = _weight_lines(branch, deeper) if rule.weight.method != "default" else []
+    bias = init_lines(deeper + INDENT, rule.bias, "p", branch.index, False)
+    if weight == bias:  # one body for both: one test (`if a: x elif b: x` is `if a or b`)
+        return [*head, *inner, deeper + 'if "weight" in pname or "bias" in pname:', *weight]
+    if weight:
+        inner += [deeper + 'if "weight" in pname:', *weight]
     if rule.bias.method != "default":
         test = "elif" if rule.weight.method != "default" else "if"
         extra = "" if test == "elif" else ' and "weight" not in pname'
-        inner.append(f'{deeper}{test} "bias" in pname{extra}:')
-        inner += init_lines(deeper + INDENT * 2, rule.bias, "p", branch.index, False)
-    return [f"{pad}for pname, p in {source}:", *inner]
+        inner += [f'{deeper}{test} "bias" in pname{extra}:', *bias]
+    return [*head, *inner]
 
 
-def _branch_lines(found: Plan, branch: Branch, keyword: str, pad: str) -> list[str]:
-    lines = _condition(pad, keyword, _tests(branch.rule, branch.modules))
-    deeper = pad + INDENT
+def branch_body(found: Plan, branch: Branch, pad: str) -> list[str]:
+    """What a branch does to a module it takes. Without the model (or with tied tensors
+    only partly touched) every branch walks the module's untied parameters."""
     if branch.idle:
-        note = f"rule {branch.index} keeps PyTorch's default, and later rules off these layers"
-        return [*lines, *comments(note, deeper), deeper + "continue"]
-    body = _walker_body if branch.walker else _ladder_body
-    return lines + body(found, branch, deeper)
+        note = "keeps PyTorch's default here, and later rules off these layers"
+        return [*comments(note, pad), pad + "continue"]
+    walks = branch.walker or found.guarded
+    return (_walker_body if walks else _ladder_body)(found, branch, pad)
 
 
 # ---------------------------------------------------------------- the function
@@ -493,10 +501,20 @@ def _count_lines(found: Plan, kept: list[Branch]) -> list[str]:
     lines.append(f"{INDENT}matches = {{")
     for b in counted:
         modules = None if found.model is None else [m for _, m in _matched(found, b.rule)]
-        test = " and ".join(part.flat() for part in _tests(b.rule, modules))
+        tests = [part.flat() for part in _tests(b.rule, modules)]
         walk = "for name, m in model.named_modules()" if b.rule.name else "for m in model.modules()"
-        lines += fit(INDENT * 2, f"{b.index}: ", Br("sum", (test, walk), genexp=True), ",")
+        lines += _sum_lines(f"{b.index}: ", tests, walk)
     return [*lines, f"{INDENT}}}"]
+
+
+def _sum_lines(key: str, tests: list[str], walk: str) -> list[str]:
+    """`key: sum(test for m in ...),` in the dict of counts, split as ruff splits it."""
+    pad, inner = INDENT * 2, INDENT * 3
+    lines = fit(pad, key, Br("sum", (" and ".join(tests), walk), genexp=True), ",")
+    if all(len(line) <= WIDTH for line in lines):
+        return lines
+    parts = [inner + t for t in tests[:1]] + [f"{inner}and {t}" for t in tests[1:]]
+    return [f"{pad}{key}sum(", *parts, inner + walk, f"{pad}),"]
 
 
 def _loop_lines(found: Plan, kept: list[Branch]) -> list[str]:
@@ -514,9 +532,37 @@ def _loop_lines(found: Plan, kept: list[Branch]) -> list[str]:
     if found.guarded:
         lines.append(pad + "params = _untied(m, seen)")
     lines += _skip_lines(found, pad)
-    for k, branch in enumerate(kept):
-        lines += _branch_lines(found, branch, "elif" if k else "if", pad)
+    for k, link in enumerate(_chain(found, kept, pad + INDENT)):
+        lines += _condition(pad, "elif" if k else "if", link.tests, link.op) + link.body
     return lines
+
+
+@dataclass
+class Link:
+    """One `if`/`elif` of the ladder: its tests (joined by `op`) and its body."""
+
+    tests: list[Br]
+    body: list[str]
+    op: str = "and"
+    classes: list[type] | None = None  # set while the test is one plain isinstance
+
+
+def _chain(found: Plan, kept: list[Branch], pad: str) -> list[Link]:
+    """The branches in order; neighbours with the same body become one test (`if a: x
+    elif b: x` is `if a or b: x`): one isinstance over their classes where both are plain."""
+    chain: list[Link] = []
+    for branch in kept:
+        tests, body = _tests(branch.rule, branch.modules), branch_body(found, branch, pad)
+        plain = branch.classes is not None and branch.rule.name is None
+        last = chain[-1] if chain else None
+        if last and last.body == body and last.classes is not None and plain:
+            last.classes += [c for c in branch.classes if c not in last.classes]
+            last.tests = [_isinstance(last.classes)]
+        elif last and last.body == body and len(last.tests) == len(tests) == 1:
+            last.tests, last.op, last.classes = last.tests + tests, "or", None
+        else:
+            chain.append(Link(tests, body, classes=list(branch.classes) if plain else None))
+    return chain
 
 
 def _skip_lines(found: Plan, pad: str) -> list[str]:
@@ -528,7 +574,7 @@ def _skip_lines(found: Plan, pad: str) -> list[str]:
         head = [f"{pad}if name == {names[0]}:"]
     else:
         head = fit(pad, "if name in ", Br("", tuple(names)), ":")
-    note = "tied: its tensors are an earlier module's, initialized there (as initlab does)"
+    note = "tied: its tensors belong to an earlier module and are initialized there"
     return [*head, *comments(note, pad + INDENT), pad + INDENT + "continue"]
 
 
@@ -587,10 +633,10 @@ UNTIED = '''def _untied(module: nn.Module, seen: set[int]) -> dict[str, nn.Param
     fresh = {name: p for name, p in own.items() if id(p) not in seen}
     seen.update(id(p) for p in own.values())
     return fresh'''
-FANS = '''def _fans(tensor: torch.Tensor) -> tuple[int, int]:
-    """fan_in and fan_out as torch.nn.init counts them (dim 1 is in, dim 0 is out)."""
+FAN = '''def _fan(tensor: torch.Tensor, mode: str) -> int:
+    """fan_in or fan_out as torch.nn.init counts them (dim 1 is in, dim 0 is out)."""
     receptive = math.prod(tensor.shape[2:])
-    return tensor.shape[1] * receptive, tensor.shape[0] * receptive'''
+    return tensor.shape[1 if mode == "fan_in" else 0] * receptive'''
 
 
 def _refit(line: str) -> list[str]:
@@ -630,7 +676,7 @@ def _helpers(body: str) -> list[str]:
     for name in ("sparse_", "variance_scaling_"):
         if re.search(rf"(?<![.\w]){name}\(", body):
             found.append(_tidy(inspect.getsource(getattr(initializers, name))))
-    found += [FANS] if "_fans(" in body else []
+    found += [FAN] if "_fan(" in body else []
     return found + ([UNTIED] if "_untied(" in body else [])
 
 
