@@ -28,3 +28,17 @@ def empty_app_caches():
     yield
     st.cache_data.clear()
     runner.store().clear()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite the golden files of exported code (tests/golden/) from the current export",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True under `pytest --update-golden`: golden tests write their file instead of comparing."""
+    return bool(request.config.getoption("--update-golden"))

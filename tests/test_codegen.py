@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ import torch
 from torch import nn
 
 from initlab.cli import main
-from initlab.codegen import load_initializer, to_code
+from initlab.codegen import ESTIMATED, _gain_expr, load_initializer, to_code, to_module
+from initlab.gains import TORCH_GAINS, parse_gain, resolve_gain
 from initlab.models import MODELS, build_model, normalize_model_spec
 from initlab.presets import PRESETS, preset
 from initlab.schemes import Scheme, apply_scheme
@@ -32,17 +35,20 @@ SMALL = {
 }  # fmt: skip
 
 
-def assert_exact(make: Any, scheme: Scheme, seed: int = 7) -> None:
-    """apply_scheme and the exported code agree bit for bit on two fresh models."""
+def assert_exact(make: Any, scheme: Scheme, seed: int = 7, with_model: bool = False) -> str:
+    """apply_scheme and the exported code (for `make()`'s model, or for any model) agree bit
+    for bit on two fresh models; returns the code."""
     applied, exported = make(), make()
     g_applied, g_exported = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
     apply_scheme(applied, scheme, g_applied)
-    load_initializer(to_code(scheme))(exported, g_exported)
+    code = to_code(scheme, make() if with_model else None)
+    load_initializer(code)(exported, g_exported)
     a, b = applied.state_dict(), exported.state_dict()
     assert list(a) == list(b)
     for name in a:
         assert torch.equal(a[name], b[name]), f"{scheme.name}: {name} differs"
     assert torch.equal(g_applied.get_state(), g_exported.get_state())
+    return code
 
 
 def test_every_zoo_model_is_covered():
@@ -51,12 +57,13 @@ def test_every_zoo_model_is_covered():
     }
 
 
+@pytest.mark.parametrize("with_model", [False, True], ids=["any_model", "this_model"])
 @pytest.mark.parametrize("model", SMALL)
 @pytest.mark.parametrize("name", PRESETS)
-def test_to_code_is_exact_for_every_preset_on_every_zoo_model(name, model):
+def test_to_code_is_exact_for_every_preset_on_every_zoo_model(name, model, with_model):
     spec = normalize_model_spec(SMALL[model])
     scheme = preset(name, MODELS[spec["name"]].activation(spec))
-    assert_exact(lambda: build_model(spec, seed=3), scheme)
+    assert_exact(lambda: build_model(spec, seed=3), scheme, with_model=with_model)
 
 
 def test_to_code_is_exact_for_gpt2_on_a_hugging_face_style_model(monkeypatch):
@@ -68,6 +75,8 @@ def test_to_code_is_exact_for_gpt2_on_a_hugging_face_style_model(monkeypatch):
         return gpt2_lm(n_layer=2, n_embd=16, n_head=2)
 
     assert_exact(make, preset("gpt2", "gelu"))
+    code = assert_exact(make, preset("gpt2", "gelu"), with_model=True)
+    assert "Conv1D" in code and "left out" in code  # the model has no nn.Linear c_proj
     assert 'any(c.__name__ == "Conv1D" for c in type(m).__mro__)' in to_code(preset("gpt2"))
 
 
@@ -79,9 +88,12 @@ def test_to_code_is_exact_for_counted_scales_on_weights_and_biases():
         {"layers": "Linear", "weight": {"method": "xavier_uniform", "scale": "1/sqrt(matches)"},
          "bias": {"method": "uniform", "scale": 0.5}},
     ]})  # fmt: skip
-    assert_exact(
-        lambda: build_model({"name": "mlp", "bias": True, "depth": 3, "width": 16}, seed=0), scheme
-    )
+    for with_model in (False, True):
+        assert_exact(
+            lambda: build_model({"name": "mlp", "bias": True, "depth": 3, "width": 16}, seed=0),
+            scheme,
+            with_model=with_model,
+        )
 
 
 def test_without_a_generator_the_global_stream_is_used_the_same_way():
@@ -149,3 +161,125 @@ def test_several_schemes_export_as_one_valid_module_bit_for_bit(tmp_path, capsys
             want.state_dict().items(), got.state_dict().items(), strict=True
         ):
             assert torch.equal(a, b), (slug_, name)
+
+
+def _scheme(*rules: dict) -> Scheme:
+    return Scheme.from_dict({"name": "s", "rules": list(rules)})
+
+
+class Tied(nn.Module):
+    """A second Linear whose weight is the first's but whose bias is its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.b.weight = self.a.weight
+
+
+class Extra(nn.Linear):
+    """A Linear subclass with one more weight-like parameter: it must walk its parameters."""
+
+    def __init__(self) -> None:
+        super().__init__(4, 4)
+        self.weight_scale = nn.Parameter(torch.ones(4, 4))
+
+
+RNN_AND_ATTENTION = _scheme(
+    {"layers": "RNN", "weight": "orthogonal", "bias": "zeros"},
+    {"layers": "MultiheadAttention", "weight": "xavier_uniform", "bias": "zeros"},
+    {"layers": "Linear", "weight": {"method": "kaiming_uniform", "nonlinearity": "gelu"}},
+)
+
+
+@pytest.mark.parametrize(
+    ("make", "scheme"),
+    [
+        (lambda: nn.Sequential(nn.LSTM(4, 8, num_layers=2), nn.MultiheadAttention(8, 2),
+                               nn.Linear(8, 3)), RNN_AND_ATTENTION),
+        (Tied, _scheme({"layers": "Linear", "weight": "xavier_normal", "bias": "ones"})),
+        (lambda: nn.Sequential(Extra(), nn.Linear(4, 4)),
+         _scheme({"layers": "Linear", "weight": {"method": "normal", "std": 0.5}})),
+        (lambda: nn.Sequential(nn.BatchNorm1d(4, affine=False), nn.BatchNorm1d(4)),
+         _scheme({"layers": "BatchNorm", "weight": "zeros", "bias": "ones"})),
+    ],
+    ids=["rnn_attention", "partly_tied", "extra_parameter", "norm_without_affine"],
+)  # fmt: skip
+def test_walking_tied_and_optional_parameters_stay_exact(make, scheme):
+    for with_model in (False, True):
+        assert_exact(lambda: (torch.manual_seed(0), make())[1], scheme, with_model=with_model)
+
+
+def test_a_partly_tied_module_walks_its_untied_parameters():
+    code = to_code(_scheme({"layers": "Linear", "weight": "zeros", "bias": "ones"}), Tied())
+    assert "_untied(m, seen)" in code and "m.weight" not in code
+    whole = to_code(preset("gpt2"), build_model(SMALL["transformer"]))
+    assert 'if name == "lm_head":' in whole and "_untied" not in whole  # all of it is tied
+
+
+def test_a_default_rule_still_shadows_later_rules_without_a_pass():
+    scheme = _scheme(
+        {"layers": "BatchNorm", "name": "*.bn2"},  # keeps the default: must stay out of rule 1
+        {"layers": "BatchNorm", "weight": "zeros", "bias": "zeros"},
+        {"layers": "Conv", "weight": "dirac"},
+    )
+    make = lambda: build_model(SMALL["resnet"], seed=0)  # noqa: E731
+    for with_model in (False, True):
+        code = assert_exact(make, scheme, with_model=with_model)
+        assert "continue" in code and "pass" not in code
+    lone = to_code(_scheme({"layers": "Linear"}, {"layers": "Conv", "weight": "zeros"}), make())
+    assert "continue" not in lone and "nn.Linear" not in lone  # nothing later takes a Linear
+
+
+def test_with_a_model_only_its_rules_and_classes_are_written():
+    code = to_code(preset("recipe"), build_model(SMALL["lenet"]))
+    assert "#   rule 1 (BatchNorm2d): matches no layer of this model, left out" in code
+    assert "BatchNorm" not in code.split("import torch", 1)[1]
+    resnet = to_code(preset("kaiming_normal"), build_model(SMALL["resnet"]))
+    assert "nn.BatchNorm2d" in resnet and "nn.BatchNorm1d" not in resnet
+    assert "rule 2 (ConvTranspose): matches no layer of this model, left out" in resnet
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_exported_code_uses_no_private_torch_names(name):
+    for model in (None, build_model(SMALL["resnet"]), build_model(SMALL["mlp_gelu"])):
+        code = to_code(preset(name, "gelu"), model)
+        assert "nn.init._" not in code and "_BatchNorm" not in code and "modules." not in code
+
+
+@pytest.mark.parametrize("gain", [*TORCH_GAINS, "leaky_relu(0.2)", *ESTIMATED])
+def test_a_named_gain_is_written_as_calculate_gain_only_where_it_is_the_same_float(gain):
+    value = resolve_gain(parse_gain(gain))
+    text = _gain_expr(parse_gain(gain), value)
+    assert text.startswith("nn.init.calculate_gain(") == (gain not in ESTIMATED)
+    got = eval(text, {"nn": nn})  # the expression the export writes, evaluated
+    assert type(got) is type(value) and got == value
+
+
+def test_a_counted_scale_says_what_it_counts():
+    code = to_code(preset("gpt2"), build_model(SMALL["transformer"]))  # n_layers = 2
+    header = code.split("from __future__", 1)[0].replace("\n#    ", "")
+    assert "1/√(2·n_layers) in GPT-2; 4 in this model" in header
+    assert "1/sqrt(matches)" not in code
+
+
+def _ruff(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ruff", *args, "--isolated", str(folder)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+
+
+def test_exported_code_is_ruff_clean_at_ruffs_defaults(tmp_path):
+    pytest.importorskip("ruff")
+    for key in PRESETS:
+        for model in (None, "lenet", "transformer", "resnet", "mlp_gelu"):
+            built = build_model(SMALL[model], seed=0) if model else None
+            code = to_code(preset(key, "gelu"), built)
+            (tmp_path / f"{key}_{model}.py").write_text(code, encoding="utf-8")
+    sparse = _scheme({"layers": "Linear", "weight": {"method": "sparse", "sparsity": 0.5}})
+    (tmp_path / "mixed.py").write_text(to_module([preset("gpt2"), sparse, preset("lecun_normal")]))
+    (tmp_path / "rnn.py").write_text(to_code(RNN_AND_ATTENTION))
+    formatted = _ruff(tmp_path, "format", "--check")
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+    checked = _ruff(tmp_path, "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    functions = [f.read_text().split("@torch.no_grad()", 1)[1] for f in tmp_path.glob("*.py")]
+    assert max(len(line) for text in functions for line in text.splitlines()) <= 88
