@@ -35,8 +35,17 @@ WIDTH = 88  # ruff's default line length: the code is pasted into the user's pro
 TORCH_NEEDED = "torch >= 2.2"  # generator= in torch.nn.init: pytorch/pytorch#110413
 ESTIMATED = ("gelu", "silu", "elu", "mish")  # gains torch's calculate_gain rejects
 # Families whose classes hold just `weight` and `bias`: the ladder initializes them directly.
-SIMPLE = ("Linear", "Conv", "ConvTranspose", "BatchNorm", "LayerNorm", "GroupNorm",
-          "InstanceNorm", "RMSNorm", "Embedding")  # fmt: skip
+SIMPLE = (
+    "Linear",
+    "Conv",
+    "ConvTranspose",
+    "BatchNorm",
+    "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm",
+    "RMSNorm",
+    "Embedding",
+)
 SIMPLE_CLASSES = tuple(cls for family in SIMPLE for cls in FAMILIES[family])
 
 
@@ -305,8 +314,12 @@ def _shadows(found: Plan, branch: Branch, later: list[Branch]) -> bool:
     """Whether an idle branch must stay: a later branch's test would take one of its layers."""
     if found.model is None:
         return any(not b.idle for b in later)
-    return any(_holds(b.rule, b.classes, n, m) for b in later if not b.idle
-               for n, m in found.decided[branch.index])  # fmt: skip
+    return any(
+        _holds(b.rule, b.classes, n, m)
+        for b in later
+        if not b.idle
+        for n, m in found.decided[branch.index]
+    )
 
 
 def branches(found: Plan) -> list[Branch]:
@@ -385,7 +398,9 @@ def _estimated_lines(pad: str, spec: MethodSpec, target: str, transposed: bool) 
     mode = SWAPPED_MODE[mode] if transposed else mode  # stored (in, out): fans swap
     lines = [f'{pad}std = {kaiming_gain(spec.kwargs)!r} / math.sqrt(_fan({target}, "{mode}"))']
     if spec.method == "kaiming_normal":
-        return lines + fit(pad, "", Br("nn.init.normal_", (target, "std=std", "generator=generator")))
+        return lines + fit(
+            pad, "", Br("nn.init.normal_", (target, "std=std", "generator=generator"))
+        )
     lines.append(f"{pad}bound = math.sqrt(3.0) * std")
     args = (target, "a=-bound", "b=bound", "generator=generator")
     return lines + fit(pad, "", Br("nn.init.uniform_", args))
@@ -439,8 +454,12 @@ def _transposed(branch: Branch) -> set[bool]:
     `apply_scheme` decides it (both values: it depends on the module)."""
     if branch.modules is None:
         return {branch.rule.layers in TRANSPOSED}
-    own = [(m, t) for m in branch.modules for n, t in m.named_parameters(recurse=False)
-           if "weight" in n]  # fmt: skip
+    own = [
+        (m, t)
+        for m in branch.modules
+        for n, t in m.named_parameters(recurse=False)
+        if "weight" in n
+    ]
     return {is_transposed(m, t) for m, t in own} or {False}
 
 
@@ -616,11 +635,14 @@ def _header(found: Plan) -> list[str]:
     scheme = found.scheme
     origin = f" (preset {scheme.preset})" if scheme.preset else ""  # a key: [a-z0-9_]
     model = f" for {type(found.model).__name__}" if found.model is not None else ""
-    lines = comments(f"Weight initialization scheme {scheme.name!r}{origin}{model}, exported "
-                     "by initlab.")  # fmt: skip
-    lines += comments(f"Bit-identical to initlab's apply_scheme with an equal generator; needs "
-                      f"{TORCH_NEEDED} (generator= in torch.nn.init). The first matching rule "
-                      "decides a layer; parameters no rule decides keep PyTorch's default.")  # fmt: skip
+    lines = comments(
+        f"Weight initialization scheme {scheme.name!r}{origin}{model}, exported by initlab."
+    )
+    lines += comments(
+        f"Bit-identical to initlab's apply_scheme with an equal generator; needs "
+        f"{TORCH_NEEDED} (generator= in torch.nn.init). The first matching rule "
+        "decides a layer; parameters no rule decides keep PyTorch's default."
+    )
     for i, rule in enumerate(scheme.rules):
         pieces = comments(_rule_note(found, i, rule), "  ")  # one indent inside the comment
         lines += ["#   " + piece.removeprefix("  # ") for piece in pieces]

@@ -25,14 +25,19 @@ from initlab.schemes import Scheme, apply_scheme
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL = {
     "mlp": {"name": "mlp", "bias": True, "depth": 3, "width": 16},
-    "mlp_gelu": {"name": "mlp", "depth": 2, "width": 16, "activation": "gelu",
-                 "norm": "layernorm"},
+    "mlp_gelu": {"name": "mlp", "depth": 2, "width": 16, "activation": "gelu", "norm": "layernorm"},
     "lenet": {"name": "lenet"},
     "cnn": {"name": "cnn", "depth": 2, "channels": 4, "image_size": 8, "batchnorm": True},
     "resnet": {"name": "resnet", "stages": 2, "blocks": 1, "width": 4, "image_size": 8},
-    "transformer": {"name": "transformer", "n_layers": 2, "d_model": 16, "n_heads": 2,
-                    "vocab_size": 50, "seq_len": 8},
-}  # fmt: skip
+    "transformer": {
+        "name": "transformer",
+        "n_layers": 2,
+        "d_model": 16,
+        "n_heads": 2,
+        "vocab_size": 50,
+        "seq_len": 8,
+    },
+}
 
 
 def assert_exact(make: Any, scheme: Scheme, seed: int = 7, with_model: bool = False) -> str:
@@ -81,13 +86,28 @@ def test_to_code_is_exact_for_gpt2_on_a_hugging_face_style_model(monkeypatch):
 
 
 def test_to_code_is_exact_for_counted_scales_on_weights_and_biases():
-    scheme = Scheme.from_dict({"name": "counted", "rules": [
-        {"layers": "Linear", "name": "fc2",
-         "weight": {"method": "kaiming_normal", "nonlinearity": "gelu", "scale": "1/sqrt(matches)"},
-         "bias": {"method": "normal", "std": 0.1, "scale": "1/sqrt(matches)"}},
-        {"layers": "Linear", "weight": {"method": "xavier_uniform", "scale": "1/sqrt(matches)"},
-         "bias": {"method": "uniform", "scale": 0.5}},
-    ]})  # fmt: skip
+    scheme = Scheme.from_dict(
+        {
+            "name": "counted",
+            "rules": [
+                {
+                    "layers": "Linear",
+                    "name": "fc2",
+                    "weight": {
+                        "method": "kaiming_normal",
+                        "nonlinearity": "gelu",
+                        "scale": "1/sqrt(matches)",
+                    },
+                    "bias": {"method": "normal", "std": 0.1, "scale": "1/sqrt(matches)"},
+                },
+                {
+                    "layers": "Linear",
+                    "weight": {"method": "xavier_uniform", "scale": "1/sqrt(matches)"},
+                    "bias": {"method": "uniform", "scale": 0.5},
+                },
+            ],
+        }
+    )
     for with_model in (False, True):
         assert_exact(
             lambda: build_model({"name": "mlp", "bias": True, "depth": 3, "width": 16}, seed=0),
@@ -104,8 +124,9 @@ def test_without_a_generator_the_global_stream_is_used_the_same_way():
     apply_scheme(applied, scheme)
     torch.manual_seed(5)
     load_initializer(to_code(scheme))(exported)
-    for (name, a), b in zip(applied.state_dict().items(), exported.state_dict().values(),
-                            strict=True):  # fmt: skip
+    for (name, a), b in zip(
+        applied.state_dict().items(), exported.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 
@@ -119,8 +140,10 @@ def test_exported_code_is_plain_pytorch(name):
 
 
 def test_cli_code_prints_the_selected_scheme(tmp_path, capsys):
-    exp = {"model": SMALL["transformer"],
-           "schemes": [{"name": "GPT-2", "preset": "gpt2"}, {"preset": "zeros"}]}  # fmt: skip
+    exp = {
+        "model": SMALL["transformer"],
+        "schemes": [{"name": "GPT-2", "preset": "gpt2"}, {"preset": "zeros"}],
+    }
     path = tmp_path / "exp.json"
     path.write_text(json.dumps(exp), encoding="utf-8")
     assert main(["code", str(path), "--scheme", "GPT-2"]) == 0
@@ -194,16 +217,24 @@ RNN_AND_ATTENTION = _scheme(
 @pytest.mark.parametrize(
     ("make", "scheme"),
     [
-        (lambda: nn.Sequential(nn.LSTM(4, 8, num_layers=2), nn.MultiheadAttention(8, 2),
-                               nn.Linear(8, 3)), RNN_AND_ATTENTION),
+        (
+            lambda: nn.Sequential(
+                nn.LSTM(4, 8, num_layers=2), nn.MultiheadAttention(8, 2), nn.Linear(8, 3)
+            ),
+            RNN_AND_ATTENTION,
+        ),
         (Tied, _scheme({"layers": "Linear", "weight": "xavier_normal", "bias": "ones"})),
-        (lambda: nn.Sequential(Extra(), nn.Linear(4, 4)),
-         _scheme({"layers": "Linear", "weight": {"method": "normal", "std": 0.5}})),
-        (lambda: nn.Sequential(nn.BatchNorm1d(4, affine=False), nn.BatchNorm1d(4)),
-         _scheme({"layers": "BatchNorm", "weight": "zeros", "bias": "ones"})),
+        (
+            lambda: nn.Sequential(Extra(), nn.Linear(4, 4)),
+            _scheme({"layers": "Linear", "weight": {"method": "normal", "std": 0.5}}),
+        ),
+        (
+            lambda: nn.Sequential(nn.BatchNorm1d(4, affine=False), nn.BatchNorm1d(4)),
+            _scheme({"layers": "BatchNorm", "weight": "zeros", "bias": "ones"}),
+        ),
     ],
     ids=["rnn_attention", "partly_tied", "extra_parameter", "norm_without_affine"],
-)  # fmt: skip
+)
 def test_walking_tied_and_optional_parameters_stay_exact(make, scheme):
     for with_model in (False, True):
         assert_exact(lambda: (torch.manual_seed(0), make())[1], scheme, with_model=with_model)
@@ -263,8 +294,12 @@ def test_a_counted_scale_says_what_it_counts():
 
 
 def _ruff(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ruff", *args, "--isolated", str(folder)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, "--isolated", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_exported_code_is_ruff_clean_at_ruffs_defaults(tmp_path):
