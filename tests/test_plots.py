@@ -95,7 +95,7 @@ def test_variance_by_depth_one_line_per_scheme_in_experiment_order():
     fig = variance_by_depth(make_layers())
     assert [t.name for t in lines(fig)] == list(SCHEMES)
     assert fig.layout.yaxis.type == "log"
-    assert fig.layout.xaxis.title.text == "depth"
+    assert fig.layout.xaxis.title.text.startswith("depth")
     assert "Activation variance" in fig.layout.title.text
     for line in lines(fig):
         assert list(line.x) == list(range(1, DEPTH + 1))
@@ -176,7 +176,9 @@ def test_grad_variance_by_depth():
 def test_histogram_grid_facets():
     fig = histogram_grid(make_histograms(), "weight")
     names = [f"layers.{2 * i}.weight" for i in range(3)]
-    assert annotation_texts(fig) == [*SCHEMES, *names]  # column titles, then row labels
+    # column titles, then row labels, then a std note per cell
+    assert annotation_texts(fig)[: len(SCHEMES) + 3] == [*SCHEMES, *names]
+    assert all(t.startswith("std ≈ ") for t in annotation_texts(fig)[len(SCHEMES) + 3 :])
     assert len(fig.data) == 3 * len(SCHEMES)
     assert fig.layout.title.text == "Weight histograms (seed 0)"
     # x axes are shared within a row (2 columns: x, x2 | x3, x4 | ...), not across rows
@@ -190,7 +192,8 @@ def test_histogram_grid_rows_names_and_seed():
     assert len(histogram_grid(hist, "activation").data) == 8 * len(SCHEMES)
     assert len(histogram_grid(hist, "activation", max_rows=2).data) == 2 * len(SCHEMES)
     picked = histogram_grid(hist, "activation", names=["layers.6", "nope", "layers.0"])
-    assert annotation_texts(picked)[len(SCHEMES) :] == ["layers.6", "layers.0"]
+    # rows in depth order, whatever order they were picked in
+    assert annotation_texts(picked)[len(SCHEMES) : len(SCHEMES) + 2] == ["layers.0", "layers.6"]
     seed1 = histogram_grid(hist, "activation", seed=1)
     assert "seed 1" in seed1.layout.title.text
     assert not np.allclose(seed1.data[0].y, histogram_grid(hist, "activation").data[0].y)
