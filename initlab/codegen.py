@@ -148,10 +148,18 @@ def plan(scheme: Scheme, model: nn.Module | None) -> Plan:
         hit = scheme.rule_for(name, module)
         if hit is not None:
             found.decided.setdefault(hit[0], []).append((name, module))
+    if _per_parameter(scheme):
+        return found  # rules decide parameters, not modules: the walk keeps `seen`
     ties = list(_touched_ties(found))
     found.skipped = [name for name, whole in ties if whole]
     found.guarded = not all(whole for _, whole in ties)
     return found
+
+
+def _per_parameter(scheme: Scheme) -> bool:
+    """A rule with a `param` glob leaves its module's other parameters to later rules, so
+    the whole ladder runs per parameter."""
+    return any(getattr(rule, "param", None) is not None for rule in scheme.rules)
 
 
 def _touches(found: Plan, index: int, pname: str) -> bool:
@@ -324,12 +332,15 @@ def _shadows(found: Plan, branch: Branch, later: list[Branch]) -> bool:
 
 def branches(found: Plan) -> list[Branch]:
     """The rules that decide something, in order; idle ones only where they shadow."""
-    kept = []
+    kept, each = [], _per_parameter(found.scheme)
     for i, rule in enumerate(found.scheme.rules):
-        if found.model is not None and i not in found.decided:
+        if found.model is not None and _left_out(found, i):
             continue
-        modules = found.modules(i) if found.model is not None else None
+        modules = None if found.model is None else found.modules(i)
+        modules = [m for _, m in _matched(found, rule)] if each and modules is not None else modules
         kept.append(Branch(i, rule, modules, _classes(rule, modules), _needs_walker(rule, modules)))
+    if each:
+        return kept
     return [b for k, b in enumerate(kept) if not b.idle or _shadows(found, b, kept[k + 1 :])]
 
 
@@ -337,7 +348,10 @@ def _left_out(found: Plan, index: int) -> str | None:
     """Why a rule has no code for this model, or None."""
     if found.model is None or index in found.decided:
         return None
-    if not _matched(found, found.scheme.rules[index]):
+    matched = _matched(found, found.scheme.rules[index])
+    if matched and _per_parameter(found.scheme):
+        return None  # it may decide parameters an earlier rule's `param` glob leaves
+    if not matched:
         return "matches no layer of this model, left out"
     return "every layer it matches is taken by an earlier rule, left out"
 
@@ -478,23 +492,24 @@ def _weight_lines(branch: Branch, pad: str) -> list[str]:
 def _walker_body(found: Plan, branch: Branch, pad: str) -> list[str]:
     """`for pname, p in ...`: weight methods for names with "weight", bias for "bias"."""
     source = "params.items()" if found.guarded else "m.named_parameters(recurse=False)"
-    inner, rule, deeper = [], branch.rule, pad + INDENT
-    head = [f"{pad}for pname, p in {source}:"]
-    param = getattr(rule, "param", None)
-    if param is not None:  # a glob on the parameter's own name within the module
-        inner += fit(deeper, "if not ", Br("fnmatch.fnmatchcase", ("pname", literal(param))), ":")
-        inner.append(deeper + INDENT + "continue")
+    return [f"{pad}for pname, p in {source}:", *_dispatch(branch, pad + INDENT)]
+
+
+def _dispatch(branch: Branch, deeper: str) -> list[str]:
+    """Statements for one parameter `p` named `pname` that the branch's rule decides."""
+    inner: list[str] = []
+    rule = branch.rule
     weight = _weight_lines(branch, deeper) if rule.weight.method != "default" else []
     bias = init_lines(deeper + INDENT, rule.bias, "p", branch.index, False)
     if weight == bias:  # one body for both: one test (`if a: x elif b: x` is `if a or b`)
-        return [*head, *inner, deeper + 'if "weight" in pname or "bias" in pname:', *weight]
+        return [deeper + 'if "weight" in pname or "bias" in pname:', *weight]
     if weight:
         inner += [deeper + 'if "weight" in pname:', *weight]
     if rule.bias.method != "default":
         test = "elif" if rule.weight.method != "default" else "if"
         extra = "" if test == "elif" else ' and "weight" not in pname'
         inner += [f'{deeper}{test} "bias" in pname{extra}:', *bias]
-    return [*head, *inner]
+    return inner
 
 
 def branch_body(found: Plan, branch: Branch, pad: str) -> list[str]:
@@ -551,8 +566,23 @@ def _loop_lines(found: Plan, kept: list[Branch]) -> list[str]:
     if found.guarded:
         lines.append(pad + "params = _untied(m, seen)")
     lines += _skip_lines(found, pad)
+    if _per_parameter(found.scheme):
+        return lines + _parameter_chain(found, kept, pad)
     for k, link in enumerate(_chain(found, kept, pad + INDENT)):
         lines += _condition(pad, "elif" if k else "if", link.tests, link.op) + link.body
+    return lines
+
+
+def _parameter_chain(found: Plan, kept: list[Branch], pad: str) -> list[str]:
+    """Per parameter, the first rule that matches its module and covers its name: a rule
+    with a `param` glob leaves the module's other parameters to the rules after it."""
+    lines, deeper = [f"{pad}for pname, p in params.items():"], pad + INDENT
+    for k, branch in enumerate(kept):
+        tests = _tests(branch.rule, branch.modules)
+        if getattr(branch.rule, "param", None) is not None:
+            tests.append(Br("fnmatch.fnmatchcase", ("pname", literal(branch.rule.param))))
+        body = _dispatch(branch, deeper + INDENT) or [deeper + INDENT + "continue"]
+        lines += _condition(deeper, "elif" if k else "if", tests) + body
     return lines
 
 

@@ -318,3 +318,19 @@ def test_exported_code_is_ruff_clean_at_ruffs_defaults(tmp_path):
     assert checked.returncode == 0, checked.stdout + checked.stderr
     functions = [f.read_text().split("@torch.no_grad()", 1)[1] for f in tmp_path.glob("*.py")]
     assert max(len(line) for text in functions for line in text.splitlines()) <= 88
+
+
+def test_a_param_glob_leaves_the_other_parameters_to_later_rules_in_the_export():
+    scheme = _scheme(
+        {"layers": "RNN", "param": "weight_hh_l*", "weight": "orthogonal"},
+        {"layers": "RNN", "weight": "xavier_uniform", "bias": "zeros"},
+        {"layers": "Linear", "weight": "zeros"},
+    )
+
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.LSTM(4, 8, num_layers=2), nn.Linear(8, 2), nn.GRU(3, 3))
+
+    for with_model in (False, True):
+        code = assert_exact(make, scheme, with_model=with_model)
+        assert 'fnmatch.fnmatchcase(\n                pname, "weight_hh_l*"' in code
