@@ -71,6 +71,15 @@ def with_depth(layers: pd.DataFrame, role: str = "weight") -> pd.DataFrame:
     return rows.assign(depth=rows.groupby(["scheme", "seed"], sort=False).cumcount() + 1)
 
 
+def numbered(table: pd.DataFrame, role: str) -> pd.DataFrame:
+    """The health table with a `depth` column numbered as the verdicts number it (the n-th
+    row of `role` per scheme, 1-based; empty for rows of other roles), in place of `order`."""
+    picked = table["role"] == role if role != "all" else pd.Series(True, index=table.index)
+    depth = picked.groupby(table["scheme"], sort=False).cumsum().where(picked)
+    out = table.drop(columns="order").assign(depth=depth.astype("Int64"))
+    return out[["scheme", "depth", *[c for c in out.columns if c not in ("scheme", "depth")]]]
+
+
 def default_role(layers: pd.DataFrame) -> str:
     """What a model's depth is best read on: its blocks (the residual stream) when it has
     any, else its layers with weights."""

@@ -182,6 +182,13 @@ def choose(page: Any, key: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def open_rules(page: Any, uid: int) -> None:
+    """Unfold a scheme column's rules (folded by default, so the results are on screen)."""
+    column = page.locator(f".st-key-column-{uid}")
+    column.get_by_text("Rules", exact=True).first.click()
+    page.wait_for_timeout(200)
+
+
 def type_number(page: Any, key: str, value: str) -> None:
     field = page.locator(f".st-key-{key.replace('.', '-')} input")
     field.fill(value)
@@ -232,6 +239,7 @@ def test_distributions_tab_draws_its_histograms(page: Any, server: str) -> None:
 def test_changing_a_method_changes_the_chart(page: Any, server: str) -> None:
     open_page(page, server, small_experiment(seed=11))
     before = traces(page)
+    open_rules(page, 1)
     # N(0, 1) weights on width 64: the variance grows ×64 per layer
     wait_traces_change(page, lambda: choose(page, "s1.Linear.weight.method", "normal"))
     after = traces(page)
@@ -244,6 +252,7 @@ def test_changing_a_method_changes_the_chart(page: Any, server: str) -> None:
 
 def test_an_invalid_value_shows_an_error_and_the_charts_stay(page: Any, server: str) -> None:
     open_page(page, server, small_experiment(seed=12))
+    open_rules(page, 1)
     choose(page, "s1.Linear.weight.method", "normal")
     page.locator(".st-key-s1-Linear-weight-normal-std input").wait_for()
     wait_idle(page)
@@ -326,3 +335,70 @@ def shoot_views(page: Any) -> None:
 def test_the_server_logged_no_uncaught_exception(server: str) -> None:
     log = (ARTIFACTS / "streamlit.log").read_text()
     assert "Uncaught app execution" not in log, log[-3000:]
+
+
+# ---------------------------------------------------------------- the answer at a glance
+
+LENET = {
+    "model": {"name": "lenet"},
+    "input": {"batch_size": 32},
+    "seeds": [0, 1],
+    "schemes": [
+        {"name": "PyTorch default", "preset": "pytorch_default"},
+        {"name": "The recipe", "preset": "recipe"},
+    ],
+}
+FIRST_CHART = ".st-key-fig_var .js-plotly-plot"
+
+
+@pytest.mark.parametrize("experiment", [None, LENET], ids=["default page", "lenet"])
+def test_the_first_chart_and_the_verdicts_are_above_the_fold(
+    page: Any, server: str, experiment: dict[str, Any] | None
+) -> None:
+    """At 1280 × 800 the verdicts and the variance chart's top edge are on the first screen."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    open_page(page, server, experiment)
+    top = page.locator(FIRST_CHART).bounding_box()["y"]
+    verdict = page.get_by_text("PyTorch default", exact=True).last.bounding_box()
+    name = "default" if experiment is None else "lenet"
+    page.screenshot(path=str(ARTIFACTS / f"fold_{name}.png"))
+    assert top < 800 - 150, f"the first chart starts at y = {top:.0f} px"
+    assert verdict is not None and verdict["y"] < top
+
+
+def _long_names() -> dict[str, Any]:
+    """Four schemes with 30-character names: the widest legends the page must lay out."""
+    names = ["PyTorch default, as it ships.", "Kaiming normal, fan_in, a = 0.",
+             "Xavier normal with the tanh g.", "Orthogonal, gain one, all lay."]  # fmt: skip
+    presets = ["pytorch_default", "kaiming_normal", "xavier_normal", "orthogonal"]
+    schemes = [{"name": n, "preset": p} for n, p in zip(names, presets, strict=True)]
+    assert all(len(n) == 30 for n in names)
+    return {**small_experiment(seed=21), "schemes": schemes}
+
+
+BOXES_JS = """sel => Array.from(document.querySelectorAll('.js-plotly-plot'), plot => {
+  const box = e => { if (!e) return null; const r = e.getBoundingClientRect();
+                     return {x: r.x, y: r.y, w: r.width, h: r.height}; };
+  return {legend: box(plot.querySelector('g.legend')),
+          titles: Array.from(plot.querySelectorAll(sel), box)};
+})"""
+TITLES = ".gtitle, .g-xtitle, .g-ytitle, .xtick, .annotation"
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
+            and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"])  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [1280, 1500])
+def test_legends_never_cover_titles(page: Any, server: str, width: int) -> None:
+    """Four long-named schemes: no legend box meets a title, an axis title or a tick label."""
+    page.set_viewport_size({"width": width, "height": 900})
+    open_page(page, server, _long_names())
+    charts = page.evaluate(BOXES_JS, TITLES)
+    assert len(charts) >= 2
+    for chart in charts:
+        assert chart["legend"] is not None and chart["titles"]
+        hit = [t for t in chart["titles"] if t and t["w"] and _overlap(chart["legend"], t)]
+        assert hit == [], (width, chart["legend"], hit)
+    page.screenshot(path=str(ARTIFACTS / f"legends_{width}.png"))

@@ -12,10 +12,12 @@ from typing import Any
 
 import annotated_types
 import streamlit as st
+import torch
 from pydantic import BaseModel
 
 from initlab.experiment import Experiment, InputSpec
 from initlab.models import MODELS, normalize_model_spec
+from initlab.ui import keys
 from initlab.ui.widgets import (
     format_ints,
     param_widget,
@@ -28,8 +30,6 @@ ZOO = [name for name in MODELS if name != "custom"]  # custom models run user co
 # A list parameter that, when given, fixes others (mlp: widths sets depth and width).
 OVERRIDES = {"widths": ("depth", "width")}
 INPUT_DEFAULTS = {"mean": 0.0, "std": 1.0, "low": -1.0, "high": 1.0}
-OFFER_AUTO = "offer_auto_device"  # set when a loaded experiment asked for device "auto"
-DEVICE_NOTE = "device_note"  # why a loaded device was replaced (said while it still is)
 
 
 def field_limits(model: type[BaseModel], name: str) -> tuple[int | None, int | None]:
@@ -49,25 +49,23 @@ MIN_BINS, MAX_BINS = field_limits(Experiment, "bins")
 MAX_VOCAB = field_limits(InputSpec, "vocab_size")[1]
 
 
-def model_key(model: str, param: str) -> str:
-    return f"model.{model}.{param}"
-
-
 # ---------------------------------------------------------------- model
 
 
 def model_ui() -> dict[str, Any]:
     """The model spec, e.g. {"name": "mlp", "depth": 20, ...}."""
     st.header("Model")
-    seed_value("model_name", "mlp")
-    name = st.selectbox("Model", ZOO, key="model_name", help=_summary_help())
+    seed_value(keys.MODEL_NAME, "mlp")
+    name = st.selectbox("Model", ZOO, key=keys.MODEL_NAME, help=_summary_help())
     entry = MODELS[name]
     st.caption(entry.summary)
     overridden = _overridden(name)
     spec: dict[str, Any] = {"name": name}
     for p in entry.params:
         off = p.name in overridden
-        value = param_widget(p, model_key(name, p.name), p.default, bounded=True, disabled=off)
+        value = param_widget(
+            p, keys.model_param(name, p.name), p.default, bounded=True, disabled=off
+        )
         if not off and value is not None:  # None: an optional list left empty
             spec[p.name] = value
     if overridden:
@@ -80,7 +78,7 @@ def _overridden(name: str) -> tuple[str, ...]:
     out: tuple[str, ...] = ()
     for p in MODELS[name].params:
         if p.kind == "ints" and p.name in OVERRIDES:
-            key = model_key(name, p.name)
+            key = keys.model_param(name, p.name)
             seed_value(key, format_ints(p.default))
             if str(st.session_state[key]).strip():
                 out += OVERRIDES[p.name]
@@ -98,37 +96,49 @@ def input_ui(model: dict[str, Any]) -> dict[str, Any]:
     """The random input: batch size and distribution (token models draw token ids). The four
     numbers are always part of the spec, the unused pair as last set (a link keeps them)."""
     st.header("Input")
-    seed_value("batch_size", 256)
-    spec: dict[str, Any] = {"batch_size": st.number_input(
-        "Batch size", 1, MAX_BATCH, step=1, key="batch_size")}  # fmt: skip
+    seed_value(keys.BATCH_SIZE, 256)
+    spec: dict[str, Any] = {
+        "batch_size": st.number_input("Batch size", 1, MAX_BATCH, step=1, key=keys.BATCH_SIZE)
+    }
     if MODELS[model["name"]].tokens(model) is not None:
         spec |= _tokens_ui()
     else:
         spec |= _numbers_ui()
-    spec |= {f: typed().get(f"input_{f}", d) for f, d in INPUT_DEFAULTS.items() if f not in spec}
+    spec |= {
+        f: typed().get(keys.input_field(f), d) for f, d in INPUT_DEFAULTS.items() if f not in spec
+    }
     return spec | _kept_shape(model)
 
 
 def _tokens_ui() -> dict[str, Any]:
     st.caption("Random token ids, uniform over the vocabulary.")
-    seed_value("input_vocab_size", None)
-    vocab = st.number_input("Token ids drawn below", 1, MAX_VOCAB, step=1,
-                            key="input_vocab_size", placeholder="the model's vocabulary",
-                            help="ids from 0 to this - 1; empty: the whole vocabulary")  # fmt: skip
+    seed_value(keys.input_field("vocab_size"), None)
+    vocab = st.number_input(
+        "Token ids drawn below",
+        1,
+        MAX_VOCAB,
+        step=1,
+        key=keys.input_field("vocab_size"),
+        placeholder="the model's vocabulary",
+        help="ids from 0 to this - 1; empty: the whole vocabulary",
+    )
     return {"distribution": "tokens"} | ({} if vocab is None else {"vocab_size": int(vocab)})
 
 
 def _numbers_ui() -> dict[str, Any]:
-    seed_value("input_distribution", "normal")
-    dist = st.radio("Distribution", ["normal", "uniform"], key="input_distribution",
-                    horizontal=True)  # fmt: skip
+    seed_value(keys.INPUT_DISTRIBUTION, "normal")
+    dist = st.radio(
+        "Distribution", ["normal", "uniform"], key=keys.INPUT_DISTRIBUTION, horizontal=True
+    )
     spec: dict[str, Any] = {"distribution": dist}
     first, second = ("mean", "std") if dist == "normal" else ("low", "high")
     left, right = st.columns(2)
     for column, field in ((left, first), (right, second)):
-        seed_value(f"input_{field}", INPUT_DEFAULTS[field])
-        spec[field] = column.number_input(field, key=f"input_{field}", format="%g", step=None)
-    vocab = typed().get("input_vocab_size")
+        seed_value(keys.input_field(field), INPUT_DEFAULTS[field])
+        spec[field] = column.number_input(
+            field, key=keys.input_field(field), format="%g", step=None
+        )
+    vocab = typed().get(keys.input_field("vocab_size"))
     if vocab is not None:  # valid for any model; only token models read it
         st.caption(
             f"input.vocab_size {vocab} kept (from the file or a token model; this model "
@@ -140,7 +150,7 @@ def _numbers_ui() -> dict[str, Any]:
 
 def _kept_shape(model: dict[str, Any]) -> dict[str, Any]:
     """A loaded `input.shape` is kept while it is the model's own (zoo models allow no other)."""
-    shape = st.session_state.get("input_shape")
+    shape = st.session_state.get(keys.INPUT_SHAPE)
     if not shape:
         return {}
     try:
@@ -159,20 +169,33 @@ def _kept_shape(model: dict[str, Any]) -> dict[str, Any]:
 def options_ui() -> dict[str, Any]:
     """Seeds, backward pass, the probe's mode, histogram bins and the device."""
     st.header("Run")
-    seed_value("backward", True)
-    seed_value("mode", "train")
-    seed_value("bins", field_default("bins"))
-    seed_value("dropout", field_default("dropout"))
+    seed_value(keys.BACKWARD, True)
+    seed_value(keys.MODE, "train")
+    seed_value(keys.BINS, field_default("bins"))
+    seed_value(keys.DROPOUT, field_default("dropout"))
     seeds = seeds_ui()
-    backward = st.checkbox("Backward pass (gradients)", key="backward")
-    mode = st.radio("Mode", ["train", "eval"], key="mode", horizontal=True,
-                    help="train: BatchNorm normalizes with batch statistics")  # fmt: skip
-    dropout = st.checkbox("Dropout on", key="dropout",
-                          help="off: dropout is the identity in the probe (its noise is not "
-                          "initialization), whatever the mode")  # fmt: skip
-    bins = st.number_input("Histogram bins", MIN_BINS, MAX_BINS, step=1, key="bins")
-    options = {"seeds": seeds, "backward": backward, "mode": mode, "bins": int(bins),
-               "dropout": dropout}  # fmt: skip
+    backward = st.checkbox("Backward pass (gradients)", key=keys.BACKWARD)
+    mode = st.radio(
+        "Mode",
+        ["train", "eval"],
+        key=keys.MODE,
+        horizontal=True,
+        help="train: BatchNorm normalizes with batch statistics",
+    )
+    dropout = st.checkbox(
+        "Dropout on",
+        key=keys.DROPOUT,
+        help="off: dropout is the identity in the probe (its noise is not "
+        "initialization), whatever the mode",
+    )
+    bins = st.number_input("Histogram bins", MIN_BINS, MAX_BINS, step=1, key=keys.BINS)
+    options = {
+        "seeds": seeds,
+        "backward": backward,
+        "mode": mode,
+        "bins": int(bins),
+        "dropout": dropout,
+    }
     return {**options, "device": _device_ui()}
 
 
@@ -183,13 +206,18 @@ def field_default(name: str) -> Any:
 def seeds_ui() -> list[int] | str:
     """A count (the quick control) and the list itself (any distinct whole numbers >= 0).
     The list is the truth; changing the count resizes it, typing a list sets the count."""
-    seed_value("n_seeds", 2)
-    seed_value("seed_text", format_ints(range(int(st.session_state["n_seeds"]))))
+    seed_value(keys.N_SEEDS, 2)
+    seed_value(keys.SEED_TEXT, format_ints(range(int(st.session_state[keys.N_SEEDS]))))
     _resize_seed_list()
-    st.number_input("Seeds", 1, MAX_SEEDS, step=1, key="n_seeds",
-                    help="each seed: new weights and input")  # fmt: skip
-    text = st.text_input("Seed values", key="seed_text", on_change=_on_seed_text,
-                         help="comma-separated, distinct whole numbers >= 0")  # fmt: skip
+    st.number_input(
+        "Seeds", 1, MAX_SEEDS, step=1, key=keys.N_SEEDS, help="each seed: new weights and input"
+    )
+    text = st.text_input(
+        "Seed values",
+        key=keys.SEED_TEXT,
+        on_change=_on_seed_text,
+        help="comma-separated, distinct whole numbers >= 0",
+    )
     seeds = parse_ints(text)
     if seeds is None:
         st.error("Seed values: whole numbers separated by commas, e.g. 0, 1, 2")
@@ -199,11 +227,11 @@ def seeds_ui() -> list[int] | str:
 
 def _resize_seed_list() -> None:
     """The count was changed (by its widget or by code): grow or cut the list to match."""
-    seeds, n = parse_ints(st.session_state["seed_text"]), int(st.session_state["n_seeds"])
+    seeds, n = parse_ints(st.session_state[keys.SEED_TEXT]), int(st.session_state[keys.N_SEEDS])
     if seeds is None or len(seeds) == n or not 1 <= len(seeds) <= MAX_SEEDS:
         return  # unreadable or out of range: left as typed, the error says what is wrong
-    st.session_state["seed_text"] = format_ints(resized(seeds, n))
-    typed()["seed_text"] = st.session_state["seed_text"]
+    st.session_state[keys.SEED_TEXT] = format_ints(resized(seeds, n))
+    typed()[keys.SEED_TEXT] = st.session_state[keys.SEED_TEXT]
 
 
 def resized(seeds: list[int], n: int) -> list[int]:
@@ -217,26 +245,26 @@ def resized(seeds: list[int], n: int) -> list[int]:
 
 
 def _on_seed_text() -> None:
-    seeds = parse_ints(st.session_state["seed_text"])
+    seeds = parse_ints(st.session_state[keys.SEED_TEXT])
     if seeds is not None and 1 <= len(seeds) <= MAX_SEEDS:
-        st.session_state["n_seeds"] = len(seeds)
+        st.session_state[keys.N_SEEDS] = len(seeds)
 
 
 def _device_ui() -> str:
     """CUDA is offered only where a GPU is present; "auto" (cuda when there is one) where an
     experiment asked for it. A device this machine lacks is said, not silently replaced."""
-    import torch
-
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
-    if st.session_state.get(OFFER_AUTO):
+    if st.session_state.get(keys.OFFER_AUTO):
         devices.append("auto")
-    seed_value("device", "cpu")
-    if st.session_state["device"] not in devices:
-        st.session_state[DEVICE_NOTE] = (f"The experiment asked for device "
-                                         f"{st.session_state['device']}; this machine has no "
-                                         "GPU, so it runs on cpu.")  # fmt: skip
-        st.session_state["device"] = "cpu"
-    device = st.radio("Device", devices, key="device", horizontal=True)
-    if device == "cpu" and st.session_state.get(DEVICE_NOTE):
-        st.caption(st.session_state[DEVICE_NOTE])
+    seed_value(keys.DEVICE, "cpu")
+    if st.session_state[keys.DEVICE] not in devices:
+        st.session_state[keys.DEVICE_NOTE] = (
+            f"The experiment asked for device "
+            f"{st.session_state[keys.DEVICE]}; this machine has no "
+            "GPU, so it runs on cpu."
+        )
+        st.session_state[keys.DEVICE] = "cpu"
+    device = st.radio("Device", devices, key=keys.DEVICE, horizontal=True)
+    if device == "cpu" and st.session_state.get(keys.DEVICE_NOTE):
+        st.caption(st.session_state[keys.DEVICE_NOTE])
     return device

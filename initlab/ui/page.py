@@ -17,9 +17,10 @@ from initlab.models import MODELS, normalize_model_spec
 from initlab.plots import scheme_colors
 from initlab.report import build_report
 from initlab.schemes import Scheme, validate_scheme
-from initlab.ui import model_panel, scheme_panel, state
+from initlab.ui import editors, keys, model_panel, scheme_panel, state
 from initlab.ui.results_panel import results_ui
 from initlab.ui.runner import (
+    matching_rules_cached,
     meta_model_cached,
     run_with_progress,
     slots_cached,
@@ -41,11 +42,11 @@ def sidebar() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
 
 
 def ensure_editors(activation: str) -> None:
-    if "editors" not in st.session_state:
-        st.session_state["activation"] = activation
-        st.session_state["editors"] = state.default_editors(activation)
-    st.session_state["activation"] = activation
-    scheme_panel.follow_activation(activation)
+    if keys.EDITORS not in st.session_state:
+        st.session_state[keys.ACTIVATION] = activation
+        st.session_state[keys.EDITORS] = state.default_editors(activation)
+    st.session_state[keys.ACTIVATION] = activation
+    editors.follow_activation(activation)
 
 
 def assemble(model: dict, inputs: dict, options: dict, schemes: list[dict]) -> Experiment | None:
@@ -72,7 +73,7 @@ def show_results(exp: Experiment) -> None:
         st.error(md(describe(exc)))
         show_last_good()
         return
-    st.session_state["last_good"] = (text, tables)
+    st.session_state[keys.LAST_GOOD] = (text, tables)
     token = encode(exp.to_dict())
     if st.query_params.get("experiment") != token:
         st.query_params["experiment"] = token
@@ -82,7 +83,7 @@ def show_results(exp: Experiment) -> None:
 
 
 def show_last_good() -> None:
-    last = st.session_state.get("last_good")
+    last = st.session_state.get(keys.LAST_GOOD)
     if last is None:
         return
     st.info("Showing the results of the last valid experiment.")
@@ -102,14 +103,15 @@ def main() -> None:
         show_last_good()
         return
     ensure_editors(MODELS[spec["name"]].activation(spec))
-    st.title(TITLE)
-    st.caption(SUBTITLE)
-    if "load_error" in st.session_state:  # markdown already: its user text is escaped
-        st.error(st.session_state.pop("load_error"))
+    st.markdown(f"### {TITLE} :small[{SUBTITLE}]")
+    load_error_ui()
     model_json = json.dumps(spec, sort_keys=True)
     slots = slots_cached(model_json)
     columns = scheme_panel.schemes_ui(
-        slots, check=scheme_checker(model_json), warn=scheme_warner(model_json)
+        slots,
+        check=scheme_checker(model_json),
+        warn=scheme_warner(model_json),
+        prune=scheme_pruner(model_json),
     )
     schemes = [s for s in columns if s]
     exp = assemble(model, inputs, options, schemes)
@@ -117,6 +119,31 @@ def main() -> None:
         show_last_good()
     else:
         show_results(exp)
+
+
+def load_error_ui() -> None:
+    """Why a link or a file was not loaded, with what the link held, until it is dismissed
+    or something loads: the address itself follows the page, so the text is kept here."""
+    problem = st.session_state.get(keys.LOAD_ERROR)
+    if problem is None:
+        return
+    st.error(problem)  # markdown already: its user text is escaped
+    text = st.session_state.get(keys.LOAD_TEXT)
+    if text is not None:
+        with st.expander("What the address held"):
+            st.code(text, language=None, wrap_lines=True)  # code shows text, never markup
+    st.button("Dismiss", key="dismiss_load_error", on_click=state.dismiss_load_error)
+
+
+def scheme_pruner(model_json: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An edited scheme keeps only the rules that match a layer of this model: the file and
+    the code carry what applies (a rule that matches nothing never changes a tensor)."""
+
+    def prune(scheme: dict[str, Any]) -> dict[str, Any]:
+        used = matching_rules_cached(model_json, json.dumps(scheme, sort_keys=True))
+        return {**scheme, "rules": [r for i, r in enumerate(scheme["rules"]) if i in used]}
+
+    return prune
 
 
 def scheme_warner(model_json: str) -> Callable[[dict[str, Any]], list[tuple[str, str]]]:

@@ -3,19 +3,20 @@ tables, code, experiment. Everything here is display: changing it never reruns t
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from initlab import plots
-from initlab.codegen import to_code
 from initlab.csvout import csv_text
 from initlab.experiment import Experiment
 from initlab.health import default_role, thresholds
-from initlab.ui import views
+from initlab.ui import keys, views
 from initlab.ui.state import load_upload
 from initlab.ui.text import md
 
@@ -64,22 +65,48 @@ def verdicts_ui(
         st.markdown(f"{chip(colors.get(scheme))} **{md(scheme)}**: {md(sentence)}{twin}")
 
 
-def variance_tab(
-    key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float | None
-) -> None:
-    layers = tables["layers"]
+@dataclass(frozen=True)
+class View:
+    """What every tab draws from: one run's tables and the experiment that made them."""
+
+    key: str  # the run's identity (its experiment JSON): derived views are cached on it
+    tables: dict[str, pd.DataFrame]
+    exp: Experiment
+    colors: dict[str, str]
+    input_var: float | None
+    report: Callable[[], str] | None = None
+
+
+BAND = (
+    "Lines: the median over seeds; band: their min–max (each seed draws new weights and a new "
+    "input, so a wide band means this depth's variance depends on the draw). Dotted: the "
+    "input's variance."
+)
+
+
+def variance_tab(view: View) -> None:
+    layers = view.tables["layers"]
     options = role_options(layers)
-    if st.session_state.get("view_role") not in (None, *options):
-        del st.session_state["view_role"]  # a view the new model lacks (its blocks)
+    if st.session_state.get(keys.VIEW_ROLE) not in (None, *options):
+        del st.session_state[keys.VIEW_ROLE]  # a view the new model lacks (its blocks)
     label = st.segmented_control(
-        "Rows", options, key="view_role", default=options[0], required=True
+        "Rows",
+        options,
+        key=keys.VIEW_ROLE,
+        default=options[0],
+        required=True,
+        bind="query-params",
+        label_visibility="collapsed",
     )
     role = ROLES.get(label or options[0], "weight")
-    verdicts_ui(key, layers, colors, input_var, role, tables["params"])
-    activations, gradients = views.variance_figures(key, role, layers, colors)
+    verdicts_ui(view.key, layers, view.colors, view.input_var, role, view.tables["params"])
+    activations, gradients = views.variance_figures(
+        view.key, role, layers, view.colors, view.input_var
+    )
     left, right = st.columns(2)
     left.plotly_chart(activations, key="fig_var")
     right.plotly_chart(gradients, key="fig_grad")
+    st.caption(BAND if len(view.exp.seeds) > 1 else BAND.split("; band")[0] + ".")
 
 
 def _default_names(names: list[str], most: int = 4) -> list[str]:
@@ -90,78 +117,148 @@ def _default_names(names: list[str], most: int = 4) -> list[str]:
     return [names[round(i * step)] for i in range(most)]
 
 
-def distributions_tab(key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str]) -> None:
-    hists = tables["histograms"]
+SCALES = {"shared x (spread)": "shared", "standardized (shape)": "standardized"}
+
+
+def distributions_tab(view: View) -> None:
+    hists = view.tables["histograms"]
     kinds = [k for k in plots.HISTOGRAM_KINDS if (hists["kind"] == k).any()]
-    kind = st.segmented_control("Of", kinds, key="hist_kind", default=kinds[0], required=True)
+    left, right = st.columns(2)
+    with left:
+        kind = st.segmented_control(
+            "Of", kinds, key=keys.HIST_KIND, default=kinds[0], required=True, bind="query-params"
+        )
+    with right:
+        scale = st.segmented_control(
+            "Scale",
+            list(SCALES),
+            key=keys.HIST_SCALE,
+            default=next(iter(SCALES)),
+            required=True,
+            bind="query-params",
+            help=SCALE_HELP,
+        )
     kind = kind or kinds[0]
-    names = list(dict.fromkeys(hists.loc[hists["kind"] == kind, "name"]))
-    if kind != "weight":
-        weighted = tables["layers"].loc[tables["layers"]["role"] == "weight", "layer"]
-        names = [n for n in names if n in set(weighted)] or names
+    names = layer_names(view.tables, kind)
     picked = st.multiselect(
-        "Layers", names, default=_default_names(names), key=f"hist_names_{kind}"
+        "Layers",
+        names,
+        default=_default_names(names),
+        key=keys.hist_names(kind, json.dumps(view.exp.model)),
     )
-    fig = views.histogram_figure(key, kind, tuple(picked), hists, colors)
+    fig = views.histogram_figure(
+        view.key,
+        kind,
+        tuple(picked),
+        SCALES.get(scale or "", "shared"),
+        hists,
+        view.tables,
+        view.colors,
+    )
     st.plotly_chart(fig, key="fig_hist")
 
 
-NUMBER_COLUMNS = ("act_mean", "act_var", "act_std", "grad_var", "expected_std", "mean", "std",
-                  "frac_zero", "frac_dead", "frac_saturated", "gain")  # fmt: skip
+SCALE_HELP = (
+    "shared x: one value axis per row, to compare spread; standardized: each cell as "
+    "(value - mean) / std, to compare shape"
+)
+
+
+def layer_names(tables: dict[str, pd.DataFrame], kind: str) -> list[str]:
+    """The histogram's names in forward order (a backward pass meets layers last to first);
+    activations and gradients of the layers with weights, where the model has them."""
+    hists = tables["histograms"]
+    names = list(dict.fromkeys(hists.loc[hists["kind"] == kind, "name"]))
+    if kind == "weight":
+        return names
+    layers = tables["layers"]
+    forward = list(dict.fromkeys(layers.loc[layers["role"] == "weight", "layer"]))
+    return [n for n in forward if n in set(names)] or names
+
+
+NUMBER_COLUMNS = (
+    "act_mean",
+    "act_var",
+    "act_std",
+    "grad_var",
+    "expected_std",
+    "mean",
+    "std",
+    "frac_zero",
+    "frac_dead",
+    "frac_saturated",
+    "gain",
+)
 
 
 def number_formats(frame: pd.DataFrame) -> dict[str, Any]:
     """Three significant digits, so 7e-15 reads as 7e-15, not as 0.000000000000007."""
-    return {c: st.column_config.NumberColumn(c, format="%.3g")
-            for c in NUMBER_COLUMNS if c in frame.columns}  # fmt: skip
+    return {
+        c: st.column_config.NumberColumn(c, format="%.3g")
+        for c in NUMBER_COLUMNS
+        if c in frame.columns
+    }
 
 
-def health_tab(
-    key: str, tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float | None
-) -> None:
-    verdicts_ui(key, tables["layers"], colors, input_var, params=tables["params"])
-    table = views.health_table(key, input_var, tables["layers"], tables["params"])
+def health_tab(view: View) -> None:
+    layers, params = view.tables["layers"], view.tables["params"]
+    verdicts_ui(view.key, layers, view.colors, view.input_var, params=params)
+    table = views.health_table(view.key, view.input_var, layers, params)
     bad = table[table["status"] != "ok"]
-    st.caption(f"{len(bad)} of {len(table)} (scheme, layer) rows flagged; median over seeds.")
+    st.caption(
+        f"{len(bad)} of {len(table)} (scheme, layer) rows flagged; median over seeds. "
+        f"depth numbers the {ROLE_NOUNS[default_role(layers)]} as the verdicts do."
+    )
     with st.expander("What the statuses mean"):
-        st.markdown("\n".join(f"- {md(line)}" for line in thresholds(input_var)))
-    every = st.toggle("Show every layer, not only the flagged ones", key="health_all")
+        st.markdown("\n".join(f"- {md(line)}" for line in thresholds(view.input_var)))
+    every = st.toggle(
+        "Show every layer, not only the flagged ones", key=keys.HEALTH_ALL, bind="query-params"
+    )
     shown = table if every or bad.empty else bad
     st.dataframe(
-        shown, hide_index=True, key="health_table", height=360, column_config=number_formats(shown)
+        shown,
+        hide_index=True,
+        key="health_table",
+        height="content",
+        column_config=number_formats(shown),
     )
 
 
-def tables_tab(tables: dict[str, pd.DataFrame]) -> None:
+ROLE_NOUNS = {"block": "blocks", "weight": "layers with weights"}
+
+
+def tables_tab(view: View) -> None:
     for name, caption in (
         ("params", "What each parameter got: expected vs measured std"),
-        ("layers", "One row per (scheme, seed, leaf-module call)"),
+        ("layers", "One row per (scheme, seed, observed output), in execution order"),
     ):
         st.subheader(name)
         st.caption(caption)
+        frame = view.tables[name]
         st.dataframe(
-            tables[name],
+            frame,
             hide_index=True,
             height=300,
             key=f"table_{name}",
-            column_config=number_formats(tables[name]),
+            column_config=number_formats(frame),
         )
         st.download_button(
             f"Download {name}.csv",
-            csv_text(tables[name]),
+            csv_text(frame),
             file_name=f"{name}.csv",
             mime="text/csv",
             key=f"dl_{name}",
         )
 
 
-def code_tab(exp: Experiment) -> None:
+def code_tab(view: View) -> None:
     st.caption(
         "Step 1 of the recipe, written for you: paste it into your project and call "
         "`initialize_weights(model, generator)`. It reproduces these tensors bit for bit."
     )
-    for i, scheme in enumerate(exp.schemes):
-        code = to_code(scheme)
+    model_json = json.dumps(view.exp.model, sort_keys=True)
+    for i, scheme in enumerate(view.exp.schemes):
+        code = views.scheme_code(model_json, json.dumps(scheme.to_dict(), sort_keys=True))
         with st.expander(md(scheme.name), expanded=i == 0):  # a label is markdown
             st.code(code, language="python")
             st.download_button(
@@ -178,19 +275,20 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_") or "scheme"
 
 
-def experiment_tab(exp: Experiment, report_html: Callable[[], str] | None) -> None:
+def experiment_tab(view: View) -> None:
+    text = view.exp.to_json()
     st.download_button(
         "Download experiment.json",
-        exp.to_json(),
+        text,
         file_name="experiment.json",
         mime="application/json",
         key="dl_experiment",
         on_click="ignore",
     )
-    if report_html is not None:
+    if view.report is not None:
         st.download_button(
             "Download report.html",
-            report_html,
+            view.report,
             file_name="report.html",
             mime="text/html",
             key="dl_report",
@@ -199,28 +297,35 @@ def experiment_tab(exp: Experiment, report_html: Callable[[], str] | None) -> No
     st.file_uploader(
         "Load an experiment (JSON)",
         type=["json"],
-        key="upload",
+        key=keys.UPLOAD,
         on_change=load_upload,
         max_upload_size=1,
     )
-    st.code(exp.to_json(), language="json")
+    st.code(text, language="json")
+
+
+# The page's views, in tab order: a new view is one entry (title, function of the View).
+TABS: tuple[tuple[str, Callable[[View], None]], ...] = (
+    ("Variance by depth", variance_tab),
+    ("Distributions", distributions_tab),
+    ("Health", health_tab),
+    ("Tables", tables_tab),
+    ("Code", code_tab),
+    ("Experiment", experiment_tab),
+)
 
 
 def results_ui(
-    tables: dict[str, pd.DataFrame], exp: Experiment, colors: dict[str, str], report: Any = None
+    tables: dict[str, pd.DataFrame],
+    exp: Experiment,
+    colors: dict[str, str],
+    report: Callable[[], str] | None = None,
 ) -> None:
-    input_var = exp.input_variance()
-    tabs = st.tabs(["Variance by depth", "Distributions", "Health", "Tables", "Code", "Experiment"])
-    key = exp.to_json()  # the run's identity: derived views are cached on it
-    with tabs[0]:
-        variance_tab(key, tables, colors, input_var)
-    with tabs[1]:
-        distributions_tab(key, tables, colors)
-    with tabs[2]:
-        health_tab(key, tables, colors, input_var)
-    with tabs[3]:
-        tables_tab(tables)
-    with tabs[4]:
-        code_tab(exp)
-    with tabs[5]:
-        experiment_tab(exp, report)
+    """The tabs; only the open one is computed and sent (the first chart comes sooner), and
+    which one is open is in the address (`?tab=...`)."""
+    view = View(exp.to_json(), tables, exp, colors, exp.input_variance(), report)
+    containers = st.tabs([title for title, _ in TABS], key=keys.TAB, bind="query-params")
+    for (_, draw), tab in zip(TABS, containers, strict=True):
+        if tab.open is not False:  # None: state not tracked, every tab is drawn
+            with tab:
+                draw(view)

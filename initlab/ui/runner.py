@@ -23,6 +23,7 @@ from initlab.gotchas import scheme_warnings
 from initlab.layers import parameter_slots
 from initlab.outline import meta_model
 from initlab.schemes import Scheme
+from initlab.ui import keys
 from initlab.ui.text import md
 
 Tables = dict[str, pd.DataFrame]
@@ -78,6 +79,16 @@ def warnings_cached(model_json: str, scheme_json: str) -> list[tuple[str, str]]:
     return [(w.level, w.message) for w in scheme_warnings(scheme, meta_model_cached(model_json))]
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def matching_rules_cached(model_json: str, scheme_json: str) -> frozenset[int]:
+    """Indices of the scheme's rules that match at least one module of the model."""
+    scheme = Scheme.from_dict(json.loads(scheme_json), "scheme")
+    modules = list(meta_model_cached(model_json).named_modules())
+    return frozenset(
+        i for i, rule in enumerate(scheme.rules) if any(rule.matches(n, m) for n, m in modules)
+    )
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def slots_cached(model_json: str) -> dict:
     return parameter_slots(meta_model_cached(model_json))
@@ -109,8 +120,10 @@ def run_with_progress(experiment_json: str) -> Tables:
     parts = [(name, store().get(key)) for name, key in keys.items()]
     if any(tables is None for _, tables in parts):  # evicted meanwhile by other sessions
         return _run(exp)
-    return {k: pd.concat([t[k].assign(scheme=n) for n, t in parts], ignore_index=True)
-            for k in ("layers", "params", "histograms")}  # fmt: skip
+    return {
+        k: pd.concat([t[k].assign(scheme=n) for n, t in parts], ignore_index=True)
+        for k in ("layers", "params", "histograms")
+    }
 
 
 def _run(exp: Experiment) -> Tables:
@@ -118,7 +131,7 @@ def _run(exp: Experiment) -> Tables:
 
     def progress(fraction: float, message: str) -> None:
         if message != "done":
-            st.session_state["probes_run"] = st.session_state.get("probes_run", 0) + 1
+            st.session_state[keys.PROBES_RUN] = st.session_state.get(keys.PROBES_RUN, 0) + 1
         if time.perf_counter() - start > SHOW_AFTER_S:
             slot.progress(fraction, text=f"Probing: {md(message)}")  # it names the scheme
 

@@ -1,9 +1,7 @@
 """Scheme columns: each starts from a preset; per layer family a weight and a bias method with
-parameter widgets generated from the method registry. Invalid input shows `st.error` in place.
-
-An editor's state is {"uid", "preset", "rules", "activation"}: the rules it started from. The
-family rows edit the first rule (without a name glob) that covers the family; rules with a
-name glob (e.g. GPT-2's "*.c_proj") are kept as they are and listed.
+parameter widgets generated from the method registry, and rows for rules with a name or
+parameter glob. Compact: a column shows its name and preset, its rules fold away, so the
+results are on screen without scrolling. Invalid input shows `st.error` in place.
 """
 
 from __future__ import annotations
@@ -14,307 +12,358 @@ from typing import Any
 import streamlit as st
 
 from initlab.methods import METHODS, parse_method_spec
-from initlab.presets import PRESETS, preset
+from initlab.presets import PRESETS
+from initlab.ui import editors as ed
+from initlab.ui import keys
 from initlab.ui.text import md
-from initlab.ui.widgets import forget, param_widget, seed_value, typed
+from initlab.ui.widgets import gain_value, param_widget, seed_value
 
-MAX_SCHEMES = 4
 SLOTS = ("weight", "bias")
+LOADED = "(loaded)"
+WARNING_ICONS = {"warning": ":material/warning:", "info": ":material/info:"}
+Check = Callable[[dict[str, Any]], str | None]
+Warn = Callable[[dict[str, Any]], list[tuple[str, str]]]
+Prune = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-# ---------------------------------------------------------------- pure helpers (tested)
+# ---------------------------------------------------------------- one slot
 
 
-def editable_rule(rules: list[dict[str, Any]], family: str, classes: list[str]) -> int | None:
-    """Index of the first rule without a name glob that covers this family, if any."""
-    for index, rule in enumerate(rules):
-        if rule.get("name") is None and (rule["layers"] == family or rule["layers"] in classes):
-            return index
-    return None
-
-
-def spec_dict(value: Any) -> dict[str, Any]:
-    """A rule's weight/bias entry as {"method": ..., params}."""
-    if value is None or value == "default":
-        return {"method": "default"}
-    if isinstance(value, str):
-        return {"method": value.removesuffix("_")}
-    return {**value, "method": str(value.get("method", "default")).removesuffix("_")}
-
-
-def compose_rules(base: list[dict[str, Any]], edits: dict[str, dict[str, Any]],
-                  slots: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
-    """The base rules with each family's edits applied in place (order kept: first match
-    wins), and a new rule at the end for an edited family no base rule covered."""
-    rules = [dict(rule) for rule in base]
-    for family, edit in edits.items():
-        index = editable_rule(rules, family, list(slots[family]["classes"]))
-        if index is None:
-            if all(spec.get("method") == "default" for spec in edit.values()):
-                continue
-            rules.append({"layers": family})
-            index = len(rules) - 1
-        rules[index].update(edit)
-    return rules
-
-
-def method_options(ranks: set[int], current: str) -> list[str]:
-    """Methods that accept every rank in this slot (plus the current one, to explain it)."""
-    options = [m.name for m in METHODS.values() if all(m.accepts_rank(r) for r in ranks)]
-    return options if current in options else [*options, current]
-
-
-def unique_name(name: str, taken: set[str]) -> str:
-    """`name`, or `name (2)`, `name (3)`, ... : the first one no other column uses."""
-    if name not in taken:
-        return name
-    n = 2
-    while f"{name} ({n})" in taken:
-        n += 1
-    return f"{name} ({n})"
-
-
-# ---------------------------------------------------------------- editor state
-
-
-def new_editor(preset_name: str | None, rules: list[dict[str, Any]], name: str,
-               activation: str) -> dict[str, Any]:  # fmt: skip
-    uid = st.session_state.get("next_uid", 0)
-    st.session_state["next_uid"] = uid + 1
-    st.session_state[f"s{uid}.name"] = name
-    return {"uid": uid, "preset": preset_name, "rules": rules, "activation": activation}
-
-
-def preset_editor(name: str, activation: str) -> dict[str, Any]:
-    scheme = preset(name, activation)
-    return new_editor(name, scheme.to_dict()["rules"], scheme.name, activation)
-
-
-def _clear_widgets(uid: int) -> None:
-    """Reset a column's rule widgets to its (new) rules: their current values, the ones
-    remembered for families the model lacks now, and the marks of edited families."""
-    keep = (f"s{uid}.name", f"s{uid}.preset")
-    for store in (st.session_state, typed()):
-        for key in [k for k in store if str(k).startswith(f"s{uid}.") and k not in keep]:
-            del store[key]
-    for editor in st.session_state.get("editors", []):
-        if editor["uid"] == uid:
-            editor.pop("edited", None)
-
-
-def _on_preset(index: int) -> None:
-    editor = st.session_state["editors"][index]
-    uid, name = editor["uid"], st.session_state[f"s{editor['uid']}.preset"]
-    if name not in PRESETS:
-        return
-    old_title = PRESETS[editor["preset"]].title if editor["preset"] in PRESETS else None
-    scheme = preset(name, st.session_state["activation"])
-    editor.update(preset=name, rules=scheme.to_dict()["rules"])
-    if st.session_state.get(f"s{uid}.name") in (old_title, ""):
-        st.session_state[f"s{uid}.name"] = unique_name(scheme.name, _other_names(uid))
-    _clear_widgets(uid)
-
-
-def _other_names(uid: int) -> set[str]:
-    editors = st.session_state.get("editors", [])
-    return {st.session_state.get(f"s{e['uid']}.name", "") for e in editors if e["uid"] != uid}
-
-
-def follow_activation(activation: str) -> None:
-    """Untouched preset columns follow the model's activation (their gains depend on it);
-    a column the user edited keeps the edits (and says its gains were set for another one)."""
-    for editor in st.session_state["editors"]:
-        if editor["preset"] not in PRESETS or editor["activation"] == activation:
-            continue
-        uid = editor["uid"]
-        if _edited(editor):
-            editor["edited_for"] = editor["activation"]
-            continue
-        editor["rules"] = preset(editor["preset"], activation).to_dict()["rules"]
-        editor["activation"] = activation
-        _clear_widgets(uid)
-
-
-def _edited(editor: dict[str, Any]) -> bool:
-    """The column's widgets change its rules, now or in a family the model no longer has
-    (its edit is remembered and comes back with the family, so it must not be reset)."""
-    rules = st.session_state.get(f"s{editor['uid']}.rules", editor["rules"])
-    return rules != editor["rules"] or any(editor.get("edited", {}).values())
-
-
-def mark_edited(editor: dict[str, Any], edits: dict[str, dict[str, Any]],
-                slots: dict[str, dict[str, Any]]) -> None:  # fmt: skip
-    """Per family on screen: do its widgets change the rules? Families not on screen keep
-    their mark from when they were."""
-    marks = editor.setdefault("edited", {})
-    for family, edit in edits.items():
-        marks[family] = compose_rules(editor["rules"], {family: edit}, slots) != editor["rules"]
-
-
-def _add() -> None:
-    editors = st.session_state["editors"]
-    used = {e["preset"] for e in editors}
-    name = next((p for p in PRESETS if p not in used), "pytorch_default")
-    editors.append(preset_editor(name, st.session_state["activation"]))
-
-
-def _remove(index: int) -> None:
-    editor = st.session_state["editors"].pop(index)
-    forget(f"s{editor['uid']}.")  # what was typed in it can never be shown again
-
-
-def _duplicate(index: int) -> None:
-    editors = st.session_state["editors"]
-    source = editors[index]
-    rules = st.session_state.get(f"s{source['uid']}.rules", source["rules"])
-    uid = source["uid"]
-    taken = {st.session_state.get(f"s{e['uid']}.name", "") for e in editors}
-    name = unique_name(st.session_state.get(f"s{uid}.name", "scheme") + " (copy)", taken)
-    copy = new_editor(source["preset"], rules, name, source["activation"])
-    editors.insert(index + 1, copy)
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def slot_ui(uid: int, family: str, slot: str, ranks: set[int], base: dict[str, Any]) -> Any:
-    """Method and parameters of one (family, weight|bias); None when invalid (error shown)."""
-    key = f"s{uid}.{family}.{slot}"
+def slot_ui(
+    key: str, label: str, ranks: set[int], base: dict[str, Any], scale: bool = False
+) -> dict[str, Any] | None:
+    """Method and parameters of one weight|bias slot; None when invalid (error shown).
+    `scale` adds an editable scale (rows with a glob); else a preset's scale is kept and said."""
     base_method = base["method"]
     seed_value(f"{key}.method", base_method)
-    options = method_options(ranks, st.session_state[f"{key}.method"])
-    method = st.selectbox(slot, options, key=f"{key}.method", help=_methods_help(options))
-    entry = METHODS.get(method)
+    options = ed.method_options(ranks, st.session_state[f"{key}.method"])
+    method = st.selectbox(label, options, key=f"{key}.method", help=_methods_help(options))
     spec: dict[str, Any] = {"method": method}
-    if entry is not None and entry.params:
-        columns = st.columns(min(len(entry.params), 3))
-        for i, p in enumerate(entry.params):
-            initial = base.get(p.name, p.default) if method == base_method else p.default
-            with columns[i % len(columns)]:
-                spec[p.name] = param_widget(p, f"{key}.{method}.{p.name}", initial)
-    if method == base_method and base.get("scale", 1.0) != 1.0:
-        spec["scale"] = base["scale"]
-        st.caption(f"× scale {md(base['scale'])} (from the preset)")
+    entry = METHODS.get(method)
+    for p in entry.params if entry is not None else ():
+        initial = base.get(p.name, p.default) if method == base_method else p.default
+        spec[p.name] = param_widget(p, f"{key}.{method}.{p.name}", initial)
+    spec |= _scale_ui(key, base, method == base_method, scale and method != "default")
     try:
-        parse_method_spec(spec, f"{family} {slot}")
+        parse_method_spec(spec, label)
     except ValueError as exc:
         st.error(md(exc))
         return None
     return spec
 
 
+def _scale_ui(key: str, base: dict[str, Any], same: bool, editable: bool) -> dict[str, Any]:
+    kept = base.get("scale", 1.0) if same else 1.0
+    if editable:
+        seed_value(f"{key}.scale", str(kept))
+        text = st.text_input("scale", key=f"{key}.scale", help=SCALE_HELP)
+        value = gain_value(text)
+        return {} if value == 1.0 else {"scale": value}
+    if kept != 1.0:
+        st.caption(f"× scale {md(kept)} (from the preset)")
+        return {"scale": kept}
+    return {}
+
+
+SCALE_HELP = (
+    "multiplies the initialized tensor: a number, or 1/sqrt(matches), one over the square "
+    "root of the number of modules this rule matches (GPT-2's 1/√(2·n_layers) on *.c_proj)"
+)
+
+
 def _methods_help(options: list[str]) -> str:
     return "\n".join(f"- **{n}**: {METHODS[n].summary}" for n in options if n in METHODS)
 
 
-def family_ui(uid: int, family: str, slot_info: dict[str, Any], base_rule: dict[str, Any] | None
-              ) -> dict[str, Any] | None:  # fmt: skip
+# ---------------------------------------------------------------- family rows
+
+
+def family_ui(
+    uid: int, family: str, slot_info: dict[str, Any], base_rule: dict[str, Any] | None
+) -> dict[str, Any] | None:
     classes = md(f"({', '.join(slot_info['classes'])})")
     st.markdown(f"**{md(family)}** :small[{classes}]")
     edit: dict[str, Any] = {}
     for slot in SLOTS:
         if slot_info[slot]:
-            base = spec_dict((base_rule or {}).get(slot))
-            spec = slot_ui(uid, family, slot, set(slot_info[slot]), base)
+            base = ed.spec_dict((base_rule or {}).get(slot))
+            key = keys.slot(uid, family, slot)
+            spec = slot_ui(key, slot, set(slot_info[slot]), base)
             if spec is None:
                 return None
             edit[slot] = spec
     return edit
 
 
+def families_ui(
+    editor: dict[str, Any], slots: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Every family of the model: (its edit, all valid)."""
+    edits, valid = {}, True
+    for family, info in slots.items():
+        i = ed.editable_rule(editor["rules"], family, list(info["classes"]))
+        base = editor["rules"][i] if i is not None else None
+        edit = family_ui(editor["uid"], family, info, base)
+        valid = valid and edit is not None
+        edits[family] = edit or {}
+    return edits, valid
+
+
+# ---------------------------------------------------------------- rows with a glob
+
+
+def named_ui(
+    index: int, editor: dict[str, Any], slots: dict[str, Any]
+) -> tuple[dict[int, dict[str, Any]], bool]:
+    """Every rule with a name or parameter glob: (rule index → its rule, all valid)."""
+    out, valid = {}, True
+    for i, rule in enumerate(editor["rules"]):
+        if ed.is_named(rule):
+            edited = named_rule_ui(index, editor["uid"], i, rule, slots)
+            valid = valid and edited is not None
+            out[i] = edited or rule
+    if slots:
+        st.button(
+            "Add a rule by name",
+            key=keys.button(editor["uid"], "add_rule"),
+            on_click=ed.add_named_rule,
+            args=(index, next(iter(slots))),
+            icon=":material/add:",
+            help=ADD_RULE_HELP,
+        )
+    return out, valid
+
+
+ADD_RULE_HELP = (
+    "A rule for the modules whose qualified name matches a glob (e.g. *.c_proj), or for some "
+    "parameters of a module (e.g. weight_hh_l* of an RNN): it comes first, so it wins."
+)
+
+
+def named_rule_ui(
+    index: int, uid: int, i: int, rule: dict[str, Any], slots: dict[str, Any]
+) -> dict[str, Any] | None:
+    """One rule with a glob: its layers, module-name glob, parameter glob and methods."""
+    st.markdown(f"**rule {i}** :small[by name]")
+    layers = _named_layers_ui(uid, i, rule, slots)
+    out: dict[str, Any] = {"layers": layers}
+    for part, label in (("name", "module name glob"), ("param", "parameter glob")):
+        seed_value(keys.named_rule(uid, i, part), rule.get(part) or "")
+        text = st.text_input(label, key=keys.named_rule(uid, i, part), help=GLOB_HELP[part])
+        if text:
+            out[part] = text
+    ranks = set().union(*(slots[layers][s] for s in SLOTS)) if layers in slots else set()
+    for slot in SLOTS:
+        key = keys.named_rule(uid, i, slot)
+        spec = slot_ui(key, slot, ranks, ed.spec_dict(rule.get(slot)), scale=True)
+        if spec is None:
+            return None
+        out[slot] = spec
+    st.button(
+        "Remove this rule",
+        key=keys.named_rule(uid, i, "remove"),
+        on_click=ed.remove_rule,
+        args=(index, i),
+        icon=":material/delete:",
+    )
+    return out
+
+
+GLOB_HELP = {
+    "name": "fnmatch glob on the module's qualified name, e.g. *.c_proj or h.0.*; empty: any",
+    "param": "fnmatch glob on the parameter's own name, e.g. weight_hh_l* (an RNN's "
+    "recurrent weights); empty: every weight and bias of the module",
+}
+
+
+def _named_layers_ui(uid: int, i: int, rule: dict[str, Any], slots: dict[str, Any]) -> str:
+    options = list(dict.fromkeys([*slots, rule["layers"]]))
+    seed_value(keys.named_rule(uid, i, "layers"), rule["layers"])
+    return st.selectbox("layers", options, key=keys.named_rule(uid, i, "layers"))
+
+
+# ---------------------------------------------------------------- one column
+
+
 def editor_ui(
     index: int,
     editor: dict[str, Any],
     slots: dict[str, Any],
-    check: Callable[[dict[str, Any]], str | None],
+    check: Check,
     taken: set[str],
-    warn: Callable[[dict[str, Any]], list[tuple[str, str]]] | None = None,
+    warn: Warn | None = None,
+    prune: Prune | None = None,
 ) -> dict[str, Any] | None:
     """One scheme column; returns the scheme dict, or None when something in it is invalid."""
     uid = editor["uid"]
-    name = st.text_input("Scheme name", key=f"s{uid}.name")
+    name = _head_ui(index, editor)
     name_problem = _name_problem(name, taken)
     if name_problem:
         st.error(md(name_problem))
-    _preset_select(index, editor)
-    if editor.get("edited_for") and editor["edited_for"] != st.session_state["activation"]:
-        st.caption(f"Edited by hand: its gains are still those for {md(editor['edited_for'])}.")
-    edits, valid = {}, name_problem is None
-    for family, info in slots.items():
-        i = editable_rule(editor["rules"], family, list(info["classes"]))
-        edit = family_ui(uid, family, info, editor["rules"][i] if i is not None else None)
-        valid = valid and edit is not None
-        edits[family] = edit or {}
-    _named_rules_caption(editor["rules"])
-    _column_buttons(index, uid)
-    if not valid:
+    with st.expander("Rules", icon=":material/tune:"):
+        _preset_why(editor)
+        edits, valid = families_ui(editor, slots)
+        named, named_valid = named_ui(index, editor, slots)
+    if not (valid and named_valid):
+        st.error("A value in Rules is invalid: open Rules to see which.")
         return None
-    rules = compose_rules(editor["rules"], edits, slots)
-    st.session_state[f"s{uid}.rules"] = rules
-    mark_edited(editor, edits, slots)
-    origin = {"preset": editor["preset"]} if editor["preset"] else {}
-    scheme = {"name": name, "rules": rules, **origin}
+    rules = ed.compose_rules(editor["rules"], edits, slots, named)
+    st.session_state[keys.scheme_rules(uid)] = rules
+    ed.mark_edited(editor, edits, slots)
+    return None if name_problem else _scheme(index, editor, name, rules, check, warn, prune)
+
+
+def _scheme(
+    index: int,
+    editor: dict[str, Any],
+    name: str,
+    rules: list[dict[str, Any]],
+    check: Check,
+    warn: Warn | None,
+    prune: Prune | None,
+) -> dict[str, Any] | None:
+    """The column's scheme: named truthfully (an edited preset is custom), checked, warned."""
+    edited = ed.is_edited(editor)
+    if _rename(editor, name, edited):
+        st.rerun()  # the name field is drawn already; the next run shows the true name
+    _edited_caption(index, editor, edited)
+    origin = {"preset": editor["preset"]} if editor["preset"] and not edited else {}
+    scheme = {"name": name.strip(), "rules": rules, **origin}
     problem = check(scheme)
     if problem:
         st.error(md(problem))
         return None
-    for level, message in warn(scheme) if warn else ():
-        st.caption(f"{WARNING_ICONS.get(level, '')} {md(message)}")
-    return scheme
+    warnings_ui(warn(scheme) if warn else [])
+    return prune(scheme) if prune and edited else scheme
+
+
+def warnings_ui(found: list[tuple[str, str]]) -> None:
+    """A column's warnings, folded under a count: each is a paragraph, and four columns of
+    them would push the results off the screen."""
+    if not found:
+        return
+    worst = "warning" if any(level == "warning" for level, _ in found) else "info"
+    label = f"{len(found)} {'warning' if worst == 'warning' else 'note'}"
+    with st.expander(label + ("s" if len(found) > 1 else ""), icon=WARNING_ICONS[worst]):
+        for level, message in found:
+            st.caption(f"{WARNING_ICONS.get(level, '')} {md(message)}")
+
+
+def _rename(editor: dict[str, Any], name: str, edited: bool) -> bool:
+    """Queue the truthful name for the next run (before its widget is drawn); True if so."""
+    true_name = ed.truthful_name(name, editor["auto_name"], edited)
+    if true_name == name:
+        return False
+    editor["pending_name"] = true_name
+    return True
+
+
+def _head_ui(index: int, editor: dict[str, Any]) -> str:
+    """The name and preset fields with the column's buttons beside them: one row while the
+    columns are wide (one or two), the preset on a row of its own when they are narrow."""
+    uid = editor["uid"]
+    if "pending_name" in editor:
+        st.session_state[keys.scheme_name(uid)] = editor.pop("pending_name")
+    count = len(ed.editors())
+    wide = count <= 2
+    cells = st.columns([5, 5, 2] if wide else [5, 2], gap="small", vertical_alignment="center")
+    name = cells[0].text_input(
+        "Scheme name",
+        key=keys.scheme_name(uid),
+        label_visibility="collapsed",
+        placeholder="Scheme name",
+    )
+    with cells[-1].popover(":material/more_vert:", help="Duplicate or remove this scheme"):
+        _column_buttons(index, uid, count)
+    with cells[1] if wide else st.container():
+        _preset_select(index, editor)
+    return name
+
+
+def _column_buttons(index: int, uid: int, count: int) -> None:
+    st.button(
+        "Duplicate",
+        key=keys.button(uid, "dup"),
+        icon=":material/content_copy:",
+        on_click=ed.duplicate,
+        args=(index,),
+        disabled=count >= ed.MAX_SCHEMES,
+        width="stretch",
+    )
+    st.button(
+        "Remove",
+        key=keys.button(uid, "remove"),
+        icon=":material/close:",
+        on_click=ed.remove,
+        args=(index,),
+        disabled=count <= 1,
+        width="stretch",
+    )
+
+
+def _edited_caption(index: int, editor: dict[str, Any], edited: bool) -> None:
+    if editor.get("edited_for") and editor["edited_for"] != st.session_state[keys.ACTIVATION]:
+        st.caption(f"Edited by hand: its gains are still those for {md(editor['edited_for'])}.")
+    if edited and editor["preset"] in PRESETS:
+        left, right = st.columns([3, 1], vertical_alignment="center")
+        left.caption(
+            f"Edited: a custom scheme now, no longer {md(PRESETS[editor['preset']].title)}"
+        )
+        right.button(
+            ":material/undo:",
+            key=keys.button(editor["uid"], "reset"),
+            on_click=ed.reset,
+            args=(index,),
+            help="Back to the preset",
+        )
 
 
 def _name_problem(name: str, taken: set[str]) -> str | None:
+    if not name.strip():
+        return "A scheme needs a name."
     if name.strip() in taken:
         return f"Another column is already called '{name.strip()}'; scheme names must be unique."
     return None
 
 
 def _preset_select(index: int, editor: dict[str, Any]) -> None:
-    options = list(PRESETS) if editor["preset"] in PRESETS else ["(loaded)", *PRESETS]
-    seed_value(f"s{editor['uid']}.preset", editor["preset"] or "(loaded)")
-    st.selectbox("Start from preset", options, key=f"s{editor['uid']}.preset",
-                 on_change=_on_preset, args=(index,),
-                 format_func=lambda p: PRESETS[p].title if p in PRESETS else p,
-                 help="\n".join(f"- **{p.title}**: {p.why}" for p in PRESETS.values()))  # fmt: skip
+    options = list(PRESETS) if editor["preset"] in PRESETS else [LOADED, *PRESETS]
+    seed_value(keys.scheme_preset(editor["uid"]), editor["preset"] or LOADED)
+    st.selectbox(
+        "Preset",
+        options,
+        key=keys.scheme_preset(editor["uid"]),
+        on_change=ed.on_preset,
+        args=(index,),
+        format_func=lambda p: PRESETS[p].title if p in PRESETS else p,
+        label_visibility="collapsed",
+    )
 
 
-def _named_rules_caption(rules: list[dict[str, Any]]) -> None:
-    named = [r for r in rules if r.get("name")]
-    for rule in named:
-        method = spec_dict(rule.get("weight"))["method"]
-        # the glob is shown escaped, not as `code`: a backtick in it would end the code span
-        st.caption(f"also: {md(rule['layers'])} named '{md(rule['name'])}' → weight {md(method)}")
-
-
-def _column_buttons(index: int, uid: int) -> None:
-    left, right = st.columns(2)
-    editors = st.session_state["editors"]
-    left.button("Duplicate", key=f"s{uid}.dup", on_click=_duplicate, args=(index,),
-                disabled=len(editors) >= MAX_SCHEMES, width="stretch")  # fmt: skip
-    right.button("Remove", key=f"s{uid}.remove", on_click=_remove, args=(index,),
-                 disabled=len(editors) <= 1, width="stretch")  # fmt: skip
+def _preset_why(editor: dict[str, Any]) -> None:
+    """What the column's preset is for (the preset field itself has no room for it)."""
+    if editor["preset"] in PRESETS:
+        entry = PRESETS[editor["preset"]]
+        st.caption(f"Preset **{md(entry.title)}**: {md(entry.why)}")
 
 
 def _names_before(index: int) -> set[str]:
-    editors = st.session_state["editors"][:index]
-    return {st.session_state.get(f"s{e['uid']}.name", "").strip() for e in editors}
-
-
-WARNING_ICONS = {"warning": ":material/warning:", "info": ":material/info:"}
+    editors = ed.editors()[:index]
+    return {st.session_state.get(keys.scheme_name(e["uid"]), "").strip() for e in editors}
 
 
 def schemes_ui(
-    slots: dict[str, Any],
-    check: Callable[[dict[str, Any]], str | None],
-    warn: Callable[[dict[str, Any]], list[tuple[str, str]]] | None = None,
+    slots: dict[str, Any], check: Check, warn: Warn | None = None, prune: Prune | None = None
 ) -> list[dict[str, Any] | None]:
-    """All scheme columns side by side; one entry per column (None where invalid)."""
-    editors = st.session_state["editors"]
-    columns = st.columns(len(editors), border=True)
+    """All scheme columns side by side, an add button after them; one entry per column
+    (None where invalid)."""
+    editors = ed.editors()
+    room = len(editors) < ed.MAX_SCHEMES  # the add button takes a narrow column of its own
+    columns = st.columns([*[1.0] * len(editors), *([0.12] if room else [])])
     out = []
-    for index, (column, editor) in enumerate(zip(columns, editors, strict=True)):
-        with column:
-            out.append(editor_ui(index, editor, slots, check, _names_before(index), warn))
-    st.button("Add scheme", key="add_scheme", on_click=_add, icon=":material/add:",
-              disabled=len(editors) >= MAX_SCHEMES)  # fmt: skip
+    for index, (column, editor) in enumerate(zip(columns, editors, strict=False)):
+        with column.container(border=True, key=keys.column_box(editor["uid"])):
+            out.append(editor_ui(index, editor, slots, check, _names_before(index), warn, prune))
+    if room:
+        columns[-1].button(":material/add:", key="add_scheme", on_click=ed.add, help="Add a scheme")
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import streamlit as st
@@ -10,13 +11,14 @@ from initlab.experiment import Experiment
 from initlab.models import MODELS
 from initlab.presets import PRESETS
 from initlab.reading import parse_json
-from initlab.ui.model_panel import DEVICE_NOTE, OFFER_AUTO, model_key
-from initlab.ui.scheme_panel import new_editor, preset_editor
+from initlab.ui import keys
+from initlab.ui.editors import new_editor, preset_editor
 from initlab.ui.text import describe, md
 from initlab.ui.urlstate import decode
 from initlab.ui.widgets import forget, format_ints, load_value
 
 DEFAULT_SCHEMES = ("pytorch_default", "kaiming_normal")
+MAX_SHOWN_CHARS = 4_000  # of a link's text shown with its error
 ADDRESS_PROBLEM = "The address holds an experiment initlab can't use"
 CUSTOM_REFUSED = (
     "it names a custom model, and a custom model imports and runs Python code: that is for "
@@ -31,19 +33,20 @@ def default_editors(activation: str) -> list[dict[str, Any]]:
 def load_experiment(exp: Experiment) -> None:
     """Overwrite every widget's state with `exp` (call before widgets are drawn). Every field
     reaches a widget or a kept value the sidebar shows, so the page runs what it was given."""
-    for editor in st.session_state.get("editors", []):
-        forget(f"s{editor['uid']}.")  # the old columns' widgets and what was typed in them
+    for editor in st.session_state.get(keys.EDITORS, []):
+        forget(keys.column(editor["uid"]))  # the old columns' widgets and what was typed in them
     _load_model(exp.model)
     _load_input(exp)
-    load_value("n_seeds", len(exp.seeds))
-    load_value("seed_text", format_ints(exp.seeds))
-    for field in ("backward", "mode", "dropout", "bins", "device"):
-        load_value(field, getattr(exp, field))
-    st.session_state[OFFER_AUTO] = st.session_state.get(OFFER_AUTO) or exp.device == "auto"
-    st.session_state.pop(DEVICE_NOTE, None)
+    load_value(keys.N_SEEDS, len(exp.seeds))
+    load_value(keys.SEED_TEXT, format_ints(exp.seeds))
+    for field, key in keys.RUN_FIELDS.items():
+        load_value(key, getattr(exp, field))
+    offer = st.session_state.get(keys.OFFER_AUTO) or exp.device == "auto"
+    st.session_state[keys.OFFER_AUTO] = offer
+    st.session_state.pop(keys.DEVICE_NOTE, None)
     activation = MODELS[exp.model["name"]].activation(exp.model)
-    st.session_state["activation"] = activation
-    st.session_state["editors"] = [
+    st.session_state[keys.ACTIVATION] = activation
+    st.session_state[keys.EDITORS] = [
         new_editor(
             s.preset if s.preset in PRESETS else None, s.to_dict()["rules"], s.name, activation
         )
@@ -53,23 +56,23 @@ def load_experiment(exp: Experiment) -> None:
 
 def _load_model(model: dict[str, Any]) -> None:
     name = model["name"]
-    load_value("model_name", name)
+    load_value(keys.MODEL_NAME, name)
     for p in MODELS[name].params:
         if p.kind == "ints":  # "" when absent: an earlier list must not linger
-            load_value(model_key(name, p.name), format_ints(model.get(p.name)))
+            load_value(keys.model_param(name, p.name), format_ints(model.get(p.name)))
         elif model.get(p.name) is not None:
-            load_value(model_key(name, p.name), model[p.name])
+            load_value(keys.model_param(name, p.name), model[p.name])
 
 
 def _load_input(exp: Experiment) -> None:
     spec = exp.input
-    load_value("batch_size", spec.batch_size)
+    load_value(keys.BATCH_SIZE, spec.batch_size)
     if spec.distribution != "tokens":  # None is the model's own: normal for number input
-        load_value("input_distribution", spec.distribution or "normal")
+        load_value(keys.INPUT_DISTRIBUTION, spec.distribution or "normal")
     for field in ("mean", "std", "low", "high"):
-        load_value(f"input_{field}", float(getattr(spec, field)))
-    load_value("input_vocab_size", spec.vocab_size)
-    st.session_state["input_shape"] = list(spec.shape) if spec.shape else None
+        load_value(keys.input_field(field), float(getattr(spec, field)))
+    load_value(keys.input_field("vocab_size"), spec.vocab_size)
+    st.session_state[keys.INPUT_SHAPE] = list(spec.shape) if spec.shape else None
 
 
 def experiment_from_data(data: Any) -> Experiment:
@@ -83,27 +86,45 @@ def experiment_from_data(data: Any) -> Experiment:
 
 def restore_from_url() -> None:
     """Once per session: restore the page from `?experiment=...` if the address has one."""
-    if st.session_state.get("url_checked"):
+    if st.session_state.get(keys.URL_CHECKED):
         return
-    st.session_state["url_checked"] = True
+    st.session_state[keys.URL_CHECKED] = True
     token = st.query_params.get("experiment")
     if not token:
         return
     try:
         load_experiment(experiment_from_data(decode(token)))
     except Exception as exc:  # whatever an address does, it is a message, never a traceback
-        st.session_state["load_error"] = f"{ADDRESS_PROBLEM}: {md(describe(exc))}"
+        st.session_state[keys.LOAD_ERROR] = f"{ADDRESS_PROBLEM}: {md(describe(exc))}"
+        # the page goes on with its defaults and the address follows it, so what the link
+        # held is kept here, shown with the error, for the user to mend
+        st.session_state[keys.LOAD_TEXT] = address_text(token)
+
+
+def address_text(token: str) -> str:
+    """What a link held, readable: its decoded JSON where it decodes, else the token itself."""
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except Exception:  # not base64 or not UTF-8: the token is all there is
+        text = token
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + " …"
 
 
 def load_upload() -> None:
     """`on_change` of the uploader: load the file, or keep the page and say what was wrong."""
-    upload = st.session_state.get("upload")
+    upload = st.session_state.get(keys.UPLOAD)
     if upload is None:
         return
     try:
         exp = experiment_from_data(parse_json(upload.getvalue().decode("utf-8"), "the file"))
         load_experiment(exp)
-        st.session_state.pop("load_error", None)
+        dismiss_load_error()
     except Exception as exc:  # whatever a file does, it is a message, never a traceback
         problem = f"{md(upload.name)} was not loaded: {md(describe(exc))}"
-        st.session_state["load_error"] = problem
+        st.session_state[keys.LOAD_ERROR] = problem
+        st.session_state.pop(keys.LOAD_TEXT, None)
+
+
+def dismiss_load_error() -> None:
+    st.session_state.pop(keys.LOAD_ERROR, None)
+    st.session_state.pop(keys.LOAD_TEXT, None)

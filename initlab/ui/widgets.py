@@ -16,8 +16,7 @@ from typing import Any
 import streamlit as st
 
 from initlab.params import Param
-
-TYPED = "typed"  # widget key -> the value it last had; survives runs that do not draw it
+from initlab.ui.keys import TYPED
 
 
 def typed() -> dict[str, Any]:
@@ -85,8 +84,9 @@ def param_widget(
     """One widget for `p`; `bounded` applies the declared range to the control itself."""
     if p.kind == "gain":
         seed_value(key, str(initial))
-        return gain_value(st.text_input(p.name, key=key, help=p.help + " (number or name)",
-                                        disabled=disabled))  # fmt: skip
+        return gain_value(
+            st.text_input(p.name, key=key, help=p.help + " (number or name)", disabled=disabled)
+        )
     if p.kind == "ints":
         seed_value(key, format_ints(initial))
         help_text = p.help + " (comma-separated; empty: not used)"
