@@ -18,7 +18,8 @@ from initlab.codegen import to_module
 from initlab.experiment import Experiment, Results, run
 from initlab.fileformat import experiment_schema
 from initlab.methods import METHODS
-from initlab.models import MODELS, build_model
+from initlab.models import MODELS
+from initlab.outline import meta_model
 from initlab.presets import PRESETS
 from initlab.report import build_report
 
@@ -111,7 +112,8 @@ def cmd_code(args: argparse.Namespace) -> int:
     if not schemes:
         names = ", ".join(repr(s.name) for s in exp.schemes)
         raise ValueError(f"--scheme: no scheme named {args.scheme!r}; the experiment has {names}")
-    print(to_module(schemes, build_model(exp.model, allow_custom=True)), end="")
+    # the outline is enough to write the code for: types and names, no memory
+    print(to_module(schemes, meta_model(exp.model, allow_custom=True)), end="")
     return 0
 
 

@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 from initlab import plots
 from initlab.codegen import to_code
 from initlab.experiment import Experiment
-from initlab.health import layer_health, verdicts
+from initlab.health import default_role, layer_health, verdicts
+from initlab.outline import meta_model
 
 STYLE = """
 body { font-family: Inter, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
@@ -23,15 +24,22 @@ overflow-x: auto; } .dot { font-size: 20px; }
 """
 
 
-def _figures(tables: dict[str, pd.DataFrame], colors: dict[str, str]) -> list[go.Figure]:
+def _figures(
+    tables: dict[str, pd.DataFrame], colors: dict[str, str], input_var: float | None
+) -> list[go.Figure]:
+    """The page's figures: variance by depth on the model's own depth (its blocks where it
+    has them), histograms with exact moments."""
     layers, hists = tables["layers"], tables["histograms"]
+    role = default_role(layers)
     figs = [
-        plots.variance_by_depth(layers, colors=colors),
-        plots.grad_variance_by_depth(layers, colors=colors),
+        plots.variance_by_depth(layers, role=role, colors=colors, input_var=input_var),
+        plots.grad_variance_by_depth(layers, role=role, colors=colors),
     ]
+    moments = plots.histogram_moments(layers, tables["params"])
     for kind in plots.HISTOGRAM_KINDS:
         if (hists["kind"] == kind).any():
-            figs.append(plots.histogram_grid(hists, kind, colors=colors, max_rows=6))
+            grid = plots.histogram_grid(hists, kind, colors=colors, max_rows=6, moments=moments)
+            figs.append(grid)
     return figs
 
 
@@ -69,20 +77,23 @@ def _warnings_html(tables: dict[str, pd.DataFrame]) -> str:
 def build_report(exp: Experiment, tables: dict[str, pd.DataFrame]) -> str:
     """The whole report as one HTML string."""
     colors = plots.scheme_colors([s.name for s in exp.schemes])
+    # An experiment is only built with the caller's permission for its model, so its outline
+    # may be built here; the code then names the classes this model has.
+    model = meta_model(exp.model, allow_custom=True)
     parts = [
         f"<style>{STYLE}</style>",
         "<h1>initlab report</h1>",
         f"<p class='sub'>{html.escape(_model_line(exp))}</p>",
         _verdicts_html(exp, tables["layers"], colors),
         _warnings_html(tables),
-        *_figure_html(_figures(tables, colors)),
+        *_figure_html(_figures(tables, colors, exp.input_variance())),
         "<h2>Health</h2>",
         layer_health(tables["layers"]).to_html(index=False),
         "<h2>Parameters</h2>",
         tables["params"].to_html(index=False, float_format="%.4g"),
         "<h2>Code</h2>",
         *(
-            f"<h3>{html.escape(s.name)}</h3><pre>{html.escape(to_code(s))}</pre>"
+            f"<h3>{html.escape(s.name)}</h3><pre>{html.escape(to_code(s, model))}</pre>"
             for s in exp.schemes
         ),
         "<h2>Experiment</h2>",
