@@ -400,11 +400,23 @@ def histogram_moments(layers: pd.DataFrame, params: pd.DataFrame | None = None) 
     key["name"] = names.to_numpy()
     grad_var = _numbers(layers["grad_var"])
     parts = [
-        pd.DataFrame(key | {"kind": "activation", "mean": _numbers(layers["act_mean"]),
-                            "std": _numbers(layers["act_std"])}),
-        pd.DataFrame(key | {"kind": "gradient", "mean": np.nan,
-                            "std": np.sqrt(np.where(grad_var >= 0, grad_var, np.nan))}),
-    ]  # fmt: skip
+        pd.DataFrame(
+            key
+            | {
+                "kind": "activation",
+                "mean": _numbers(layers["act_mean"]),
+                "std": _numbers(layers["act_std"]),
+            }
+        ),
+        pd.DataFrame(
+            key
+            | {
+                "kind": "gradient",
+                "mean": np.nan,
+                "std": np.sqrt(np.where(grad_var >= 0, grad_var, np.nan)),
+            }
+        ),
+    ]
     if params is not None:
         weights = {"scheme": params["scheme"].to_numpy(), "seed": params["seed"].to_numpy()}
         weights |= {"kind": "weight", "name": params["param"].astype(str).to_numpy()}
@@ -561,8 +573,9 @@ def _moments_for(
         return {}
     missing = [c for c in MOMENT_COLUMNS if c not in moments.columns]
     if missing:
-        raise ValueError(f"moments must have columns {', '.join(MOMENT_COLUMNS)}; "
-                         f"missing {', '.join(missing)}")  # fmt: skip
+        raise ValueError(
+            f"moments must have columns {', '.join(MOMENT_COLUMNS)}; missing {', '.join(missing)}"
+        )
     part = moments[(moments["kind"] == kind) & (moments["seed"] == seed)]
     mean, std = _numbers(part["mean"]), _numbers(part["std"])
     keys = zip(part["name"].astype(str), part["scheme"].astype(str), strict=True)
