@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -219,17 +220,19 @@ class _Recorder:
 
 
 def histogram_table(hists: list[Histogram]) -> pd.DataFrame:
-    """The histograms table, one row per bin, built column by column: building it from one
-    dict per bin cost a quarter of a whole run of the app's default experiment."""
-    counts = [count for _, _, _, row in hists for count in row]
-    if not counts:  # typed like a frame of no rows (object columns)
+    """The histograms table, one row per bin, built column by column from numpy arrays:
+    building it from one dict per bin cost a quarter of a whole run of the app's default
+    experiment."""
+    sizes = [len(counts) for _, _, _, counts in hists]
+    if not sum(sizes):  # typed like a frame of no rows (object columns)
         return pd.DataFrame([], columns=HIST_COLUMNS)
+    edges = [np.asarray(e) for _, _, e, _ in hists]
     columns = {
-        "kind": [kind for kind, _, _, row in hists for _ in row],
-        "name": [name for _, name, _, row in hists for _ in row],
-        "bin_left": [edge for _, _, edges, row in hists for edge in edges[: len(row)]],
-        "bin_right": [edge for _, _, edges, row in hists for edge in edges[1 : len(row) + 1]],
-        "count": counts,
+        "kind": np.repeat(np.array([h[0] for h in hists], dtype=object), sizes),
+        "name": np.repeat(np.array([h[1] for h in hists], dtype=object), sizes),
+        "bin_left": np.concatenate([e[:n] for e, n in zip(edges, sizes, strict=True)]),
+        "bin_right": np.concatenate([e[1 : n + 1] for e, n in zip(edges, sizes, strict=True)]),
+        "count": np.concatenate([np.asarray(counts) for _, _, _, counts in hists]),
     }
     return pd.DataFrame(columns)
 
