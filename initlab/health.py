@@ -72,12 +72,15 @@ def with_depth(layers: pd.DataFrame, role: str = "weight") -> pd.DataFrame:
 
 
 def numbered(table: pd.DataFrame, role: str) -> pd.DataFrame:
-    """The health table with a `depth` column numbered as the verdicts number it (the n-th
-    row of `role` per scheme, 1-based; empty for rows of other roles), in place of `order`."""
+    """The health table as the page shows it: `depth` numbered as the verdicts number it (the
+    n-th row of `role` per scheme, 1-based; blank for rows of other roles) in place of
+    `order`, and the status next to the layer it judges."""
     picked = table["role"] == role if role != "all" else pd.Series(True, index=table.index)
-    depth = picked.groupby(table["scheme"], sort=False).cumsum().where(picked)
-    out = table.drop(columns="order").assign(depth=depth.astype("Int64"))
-    return out[["scheme", "depth", *[c for c in out.columns if c not in ("scheme", "depth")]]]
+    count = picked.groupby(table["scheme"], sort=False).cumsum()
+    depth = [str(int(n)) if p else "" for n, p in zip(count, picked, strict=True)]
+    out = table.drop(columns="order").assign(depth=depth)
+    first = ["scheme", "depth", "layer", "status"]
+    return out[[*first, *[c for c in out.columns if c not in first]]]
 
 
 def default_role(layers: pd.DataFrame) -> str:

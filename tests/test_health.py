@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from initlab.health import layer_health, verdicts, with_depth
+import initlab
+from initlab.health import layer_health, numbered, verdicts, with_depth
 
 
 def make_layers(variances: dict[str, list[float]], seeds=(0,), noise: float = 0.0, **extra):
@@ -233,3 +234,20 @@ def test_activations_are_judged_against_the_input_variance():
     layers = _chain(act_var=[4e-6, 4e-6, 4e-6, 4e-6], frac_zero=0.0, frac_dead=0.0, grad_var=1.0)
     assert set(layer_health(layers, input_var=1.0)["status"]) == {"ok"}
     assert set(layer_health(layers, input_var=100.0)["status"]) == {"vanishing"}
+
+
+def test_the_health_table_numbers_depth_as_the_verdicts_do() -> None:
+    """LeNet: the verdict says "layer 5 (fc3)"; the table's depth 5 is fc3, and only the
+    layers with weights are numbered (relu and pool rows have none)."""
+    spec = {"model": {"name": "lenet"}, "input": {"batch_size": 8}}
+    exp = initlab.Experiment.from_dict(
+        {**spec, "schemes": [{"name": "d", "preset": "pytorch_default"}]}
+    )
+    layers = initlab.run(exp).layers
+    table = numbered(layer_health(layers), "weight")
+    depth, name = re.search(r"layer (\d+) \((\w+)\)", verdicts(layers)["d"]).groups()
+    assert table.loc[table["depth"] == depth, "layer"].tolist() == [name] == ["fc3"]
+    assert set(table.loc[table["role"] != "weight", "depth"]) == {""}
+    assert table.loc[table["role"] == "weight", "depth"].tolist() == ["1", "2", "3", "4", "5"]
+    assert list(table.columns[:4]) == ["scheme", "depth", "layer", "status"]
+    assert "order" not in table
