@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 import streamlit as st
 import torch
+from streamlit.testing.v1 import AppTest
 
-from initlab.ui import runner
+from initlab.ui import keys, runner
+from initlab.ui.results_panel import TABS
+
+TAB_TITLES = tuple(title for title, _ in TABS)
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +46,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True under `pytest --update-golden`: golden tests write their file instead of comparing."""
     return bool(request.config.getoption("--update-golden"))
+
+
+def open_tab(at: AppTest, title: str) -> AppTest:
+    """Open one results tab and run the page: only the open tab's content is drawn, so its
+    charts, tables, downloads and uploader exist only while it is open (the probe is cached:
+    this rerun draws, it does not measure again)."""
+    if title not in TAB_TITLES:
+        raise ValueError(f"tab must be one of {TAB_TITLES}, not {title!r}")
+    at.session_state[keys.TAB] = title
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from conftest import open_tab
 from streamlit.testing.v1 import AppTest
 
 import initlab
-from initlab.ui import runner, state
-from initlab.ui.editors import MAX_SCHEMES
+from initlab.ui import keys, runner, state
+from initlab.ui.editors import EDITED, MAX_SCHEMES
 from initlab.ui.text import plain
 from initlab.ui.urlstate import decode, encode
 
@@ -27,6 +28,8 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SMALL = {"model.mlp.depth": 4, "model.mlp.width": 32, "batch_size": 32, "n_seeds": 1}
 ZOO = [name for name in initlab.MODELS if name != "custom"]
 ADDRESS_ERROR = "The address holds an experiment initlab can't use"
+# a hand-edited preset column is a custom scheme, and its page-given name says so
+EDITED_KAIMING = "Kaiming normal" + EDITED
 
 
 class Clock:
@@ -98,6 +101,24 @@ def chart_spec(at: AppTest, key: str) -> dict[str, Any]:
     return json.loads(chart.proto.spec)
 
 
+def assert_charts(at: AppTest) -> None:
+    """The depth charts on the first tab, the histogram on Distributions: each tab draws
+    its own charts only while it is open (the page is left on Distributions)."""
+    assert {"fig_var", "fig_grad"} <= set(chart_keys(at))
+    assert "fig_hist" not in chart_keys(at), "a closed tab draws nothing"
+    assert "fig_hist" in chart_keys(open_tab(at, "Distributions"))
+
+
+def download_keys(at: AppTest, tab: str) -> set[str]:
+    return {d.proto.id.rsplit("-", 1)[-1] for d in open_tab(at, tab).get("download_button")}
+
+
+def hist_picks(at: AppTest, kind: str):
+    """The layer picks of one histogram kind (keyed per model: picks follow the model)."""
+    model = initlab.Experiment.from_dict(experiment(at)).model
+    return at.multiselect(key=keys.hist_names(kind, json.dumps(model)))
+
+
 def verdict_lines(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown if "●" in m.value]
 
@@ -133,14 +154,17 @@ def test_default_page_runs_two_schemes_and_puts_the_experiment_in_the_address() 
     assert names(at) == defaults == ["PyTorch default", "Kaiming normal"]
     lines = verdict_lines(at)
     assert lines and all(any(f"**{n}**" in line for line in lines) for n in defaults)
-    assert {"fig_var", "fig_grad", "fig_hist"} <= set(chart_keys(at))
-    assert all(chart_spec(at, key)["data"] for key in ("fig_var", "fig_grad", "fig_hist"))
+    assert all(chart_spec(at, key)["data"] for key in ("fig_var", "fig_grad"))
+    assert_charts(at)
+    assert chart_spec(at, "fig_hist")["data"]
     exp = initlab.Experiment.from_dict(experiment(at))
     assert [s.name for s in exp.schemes] == defaults
     assert exp.model["name"] == "mlp" and len(exp.seeds) == at.number_input(key="n_seeds").value
     assert at.session_state["probes_run"] == len(exp.schemes) * len(exp.seeds)
-    downloads = {d.proto.id.rsplit("-", 1)[-1] for d in at.get("download_button")}
-    assert {"dl_params", "dl_layers", "dl_code_0", "dl_code_1", "dl_experiment"} <= downloads
+    assert download_keys(at, "Tables") == {"dl_params", "dl_layers"}
+    assert download_keys(at, "Code") == {"dl_code_0", "dl_code_1"}
+    assert "dl_experiment" in download_keys(at, "Experiment")
+    assert at.session_state["probes_run"] == len(exp.schemes) * len(exp.seeds), "drawn, not run"
 
 
 def test_the_address_follows_the_sidebar() -> None:
@@ -176,7 +200,7 @@ def test_every_zoo_model_renders(name: str) -> None:
     exp = initlab.Experiment.from_dict(experiment(at))
     assert exp.model["name"] == name
     assert len(exp.schemes) == 2
-    assert {"fig_var", "fig_grad", "fig_hist"} <= set(chart_keys(at))
+    assert_charts(at)
     # one method dropdown per (family, slot) of this model, generated from its outline
     assert any(s.key.startswith("s1.") and s.key.endswith(".weight.method") for s in at.selectbox)
 
@@ -215,7 +239,7 @@ def test_changing_the_activation_keeps_hand_edits() -> None:
     at.selectbox(key="model.mlp.activation").set_value("tanh").run()
     assert_ok(at)
     assert at.selectbox(key="s1.Linear.weight.method").value == "normal"
-    assert scheme(at, "Kaiming normal")["rules"][0]["weight"]["std"] == 0.01
+    assert scheme(at, EDITED_KAIMING)["rules"][0]["weight"]["std"] == 0.01
 
 
 def test_changing_the_activation_updates_untouched_preset_gains() -> None:
@@ -237,11 +261,11 @@ def test_changing_a_method_changes_that_schemes_results() -> None:
     assert_ok(at)
     assert errors(at) == []
     after = experiment(at)
-    assert scheme(at, "Kaiming normal")["rules"][0]["weight"] == {
-        "method": "normal", "mean": 0.0, "std": 0.01}  # fmt: skip
+    weight = {"method": "normal", "mean": 0.0, "std": 0.01}
+    assert scheme(at, EDITED_KAIMING)["rules"][0]["weight"] == weight
     assert after["schemes"][0] == before["schemes"][0], "the other column is untouched"
     kaiming_before = layer_act_var(before, "Kaiming normal")
-    kaiming_after = layer_act_var(after, "Kaiming normal")
+    kaiming_after = layer_act_var(after, EDITED_KAIMING)
     # std 0.01 on width 32 shrinks the variance ~×(32·1e-4) per layer: vanishing by the end
     assert kaiming_after[-1] < 1e-3 * kaiming_before[-1]
     assert layer_act_var(after, "PyTorch default") == layer_act_var(before, "PyTorch default")
@@ -258,8 +282,8 @@ def test_a_negative_std_is_an_error_in_place_and_the_other_scheme_still_runs() -
     assert any("std" in e and "-1" in e for e in errors(at)), errors(at)
     assert at.number_input(key="s1.Linear.weight.normal.std").value == -1.0, "input kept"
     assert [s["name"] for s in experiment(at)["schemes"]] == ["PyTorch default"]
-    assert {"fig_var", "fig_grad", "fig_hist"} <= set(chart_keys(at))
     assert any("**PyTorch default**" in line for line in verdict_lines(at))
+    assert_charts(at)
 
 
 def test_an_unknown_gain_name_is_an_error_in_place() -> None:
@@ -272,7 +296,7 @@ def test_an_unknown_gain_name_is_an_error_in_place() -> None:
     # fixing it brings the column back
     at.text_input(key="s1.Linear.weight.xavier_normal.gain").set_value("tanh").run()
     assert errors(at) == []
-    assert scheme(at, "Kaiming normal")["rules"][0]["weight"]["gain"] == "tanh"
+    assert scheme(at, EDITED_KAIMING)["rules"][0]["weight"]["gain"] == "tanh"
 
 
 def test_when_no_scheme_is_valid_the_last_results_stay_on_screen() -> None:
@@ -282,7 +306,7 @@ def test_when_no_scheme_is_valid_the_last_results_stay_on_screen() -> None:
     assert_ok(at)
     assert any("No scheme is valid" in e for e in errors(at))
     assert any("last valid experiment" in i.value for i in at.info)
-    assert {"fig_var", "fig_grad", "fig_hist"} <= set(chart_keys(at))
+    assert_charts(at)
 
 
 def test_a_uniform_input_with_low_above_high_is_an_error() -> None:
@@ -291,7 +315,7 @@ def test_a_uniform_input_with_low_above_high_is_an_error() -> None:
     at.number_input(key="input_low").set_value(2.0).run()
     assert_ok(at)
     assert any("low" in e and "high" in e for e in errors(at)), errors(at)
-    assert {"fig_var", "fig_grad", "fig_hist"} <= set(chart_keys(at)), "last results stay"
+    assert_charts(at)  # the last results stay
 
 
 @pytest.mark.skipif("transformer" not in initlab.MODELS, reason="needs the transformer model")
@@ -380,7 +404,7 @@ def test_a_broken_address_is_an_error_and_the_default_page(token: str) -> None:
     at = run_app(query={"experiment": token})
     assert any(ADDRESS_ERROR in e for e in errors(at)), errors(at)
     assert names(at) == ["PyTorch default", "Kaiming normal"]
-    assert {"fig_var", "fig_grad", "fig_hist"} <= set(chart_keys(at))
+    assert_charts(at)
     initlab.Experiment.from_dict(experiment(at))  # replaced by the page's valid experiment
 
 
@@ -395,10 +419,14 @@ def test_display_only_changes_run_no_probe_but_a_scheme_change_does() -> None:
     for option in view.options[1:]:
         segmented(at, "view_role").set_value(option).run()
         assert_ok(at)
+    open_tab(at, "Distributions")
     for option in segmented(at, "hist_kind").options:
         segmented(at, "hist_kind").set_value(option).run()
         assert_ok(at)
-    picks = at.multiselect(key=f"hist_names_{segmented(at, 'hist_kind').value}")
+    for option in segmented(at, "hist_scale").options:
+        segmented(at, "hist_scale").set_value(option).run()
+        assert_ok(at)
+    picks = hist_picks(at, segmented(at, "hist_kind").value)
     picks.set_value(picks.options[:1]).run()
     assert_ok(at)
     assert at.session_state["probes_run"] == probes, "display changes must not re-probe"
@@ -474,8 +502,9 @@ def test_duplicate_copies_the_columns_edits() -> None:
     at.button(key="s1.dup").click().run()
     assert_ok(at)
     assert errors(at) == []
-    assert names(at) == ["PyTorch default", "Kaiming normal", "Kaiming normal (copy)"]
-    original, copy = scheme(at, "Kaiming normal"), scheme(at, "Kaiming normal (copy)")
+    copy_name = EDITED_KAIMING + " (copy)"
+    assert names(at) == ["PyTorch default", EDITED_KAIMING, copy_name]
+    original, copy = scheme(at, EDITED_KAIMING), scheme(at, copy_name)
     assert copy["rules"] == original["rules"]
     assert copy["rules"][0]["weight"]["std"] == 0.01
     new_uid = at.session_state["editors"][2]["uid"]
@@ -516,7 +545,7 @@ def test_uploading_an_experiment_file_loads_it_into_the_widgets() -> None:
     d["model"]["depth"] = 3
     d["schemes"][0]["name"] = "Uploaded"
     d["seeds"] = [4]
-    upload = at.get("file_uploader")[0]
+    upload = open_tab(at, "Experiment").get("file_uploader")[0]
     upload.set_value(("mine.json", json.dumps(d).encode(), "application/json")).run()
     assert_ok(at)
     assert errors(at) == []
@@ -534,7 +563,8 @@ def test_uploading_an_experiment_file_loads_it_into_the_widgets() -> None:
 def test_uploading_a_broken_file_is_an_error_and_keeps_the_page(content: bytes, reason: str):
     at = run_app()
     before = experiment(at)
-    at.get("file_uploader")[0].set_value(("mine.json", content, "application/json")).run()
+    uploader = open_tab(at, "Experiment").get("file_uploader")[0]
+    uploader.set_value(("mine.json", content, "application/json")).run()
     assert_ok(at)
     assert any("mine.json was not loaded" in e and reason in e for e in errors(at)), errors(at)
     assert experiment(at) == before

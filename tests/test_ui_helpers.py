@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from initlab import Experiment
 from initlab.methods import METHODS
-from initlab.ui.results_panel import _default_names
 from initlab.ui.editors import compose_rules, editable_rule, method_options, spec_dict
+from initlab.ui.results_panel import _default_names
 from initlab.ui.urlstate import MAX_URL_CHARS, decode, encode
 
 URL_SAFE = set(string.ascii_letters + string.digits + "-_")
