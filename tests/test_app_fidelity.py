@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import streamlit as st
 import torch
+from conftest import open_tab
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as hs
 from streamlit.testing.v1 import AppTest
@@ -203,7 +204,7 @@ def test_an_upload_replaces_what_was_typed_before() -> None:
     rerun(at.text_input(key="seed_text").set_value("1, 2"))
     rerun(at.number_input(key="bins").set_value(100))
     assert decode(at.query_params["experiment"])["model"]["widths"] == [4, 4, 4]
-    upload = at.get("file_uploader")[0]
+    upload = open_tab(at, "Experiment").get("file_uploader")[0]
     rerun(upload.set_value(("mine.json", json.dumps(d).encode(), "application/json")))
     assert decode(at.query_params["experiment"]) == normal_form(d)
 

@@ -13,17 +13,19 @@ import base64
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import streamlit as st
+from conftest import TAB_TITLES, open_tab
 from streamlit.testing.v1 import AppTest
 
 import initlab
 from initlab import plots
 from initlab.models import ALLOW_ENV
-from initlab.ui import runner, state
+from initlab.ui import keys, runner, state
 from initlab.ui.results_panel import chip
 from initlab.ui.text import md, plain
 from initlab.ui.urlstate import decode, encode
@@ -105,7 +107,8 @@ def names(at: AppTest) -> list[str]:
 
 
 def upload(at: AppTest, content: bytes, name: str = "mine.json") -> None:
-    at.get("file_uploader")[0].set_value((name, content, "application/json")).run()
+    uploader = open_tab(at, "Experiment").get("file_uploader")[0]
+    uploader.set_value((name, content, "application/json")).run()
     assert not at.exception, [e.message for e in at.exception]
 
 
@@ -299,43 +302,65 @@ def test_an_uploaded_files_name_is_escaped_in_the_error() -> None:
 # ---------------------------------------------------------------- user text on the page
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What the payload page showed, over every tab (each draws only while it is open)."""
+
+    errors: list[str]
+    names: list[str]
+    bodies: dict[str, list[str]]  # tab title -> its markdown bodies and labels
+    charts: list[str]
+    globs: list[str]  # the module-name fields of the first column's rules with a glob
+
+
 @pytest.fixture(scope="module")
-def payload_page() -> AppTest:
+def payload_page() -> Shown:
     st.cache_data.clear()
     runner.store().clear()
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["experiment"] = encode(payload_experiment())
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    return at
+    prefix = keys.named_rules(at.session_state["editors"][0]["uid"])
+    globs = [t.value for t in at.text_input if t.key.startswith(prefix) and t.key.endswith(".name")]
+    shown = Shown(errors(at), names(at), {}, [], globs)
+    for title in TAB_TITLES:
+        open_tab(at, title)
+        shown.errors.extend(e for e in errors(at) if e not in shown.errors)
+        shown.bodies[title] = markdown_bodies(at)
+        shown.charts.extend(chart_texts(at))
+    return shown
 
 
-def test_the_payload_link_loads_and_renders_every_scheme(payload_page: AppTest) -> None:
-    assert errors(payload_page) == []
-    assert names(payload_page) == NAME_PAYLOADS
-    shown = " ".join(plain(b) for b in markdown_bodies(payload_page))
-    for name in NAME_PAYLOADS:
-        assert name in shown, f"{name!r} is not displayed literally"
+def test_the_payload_link_loads_and_renders_every_scheme(payload_page: Shown) -> None:
+    assert payload_page.errors == []
+    assert payload_page.names == NAME_PAYLOADS
+    for title in ("Variance by depth", "Health", "Code"):  # verdicts, verdicts, expanders
+        shown = " ".join(plain(b) for b in payload_page.bodies[title])
+        for name in NAME_PAYLOADS:
+            assert name in shown, f"{name!r} is not displayed literally on {title}"
 
 
-def test_no_markdown_body_or_label_carries_the_payload_unescaped(payload_page: AppTest) -> None:
-    bodies = markdown_bodies(payload_page)
+def test_no_markdown_body_or_label_carries_the_payload_unescaped(payload_page: Shown) -> None:
+    assert set(payload_page.bodies) == set(TAB_TITLES)
+    bodies = [b for tab in payload_page.bodies.values() for b in tab]
     assert bodies
     raw = [b for b in bodies if UNESCAPED.search(b)]
     assert raw == [], raw
 
 
-def test_rule_globs_are_shown_escaped(payload_page: AppTest) -> None:
+def test_rule_globs_are_shown_as_text_not_markup(payload_page: Shown) -> None:
     d = payload_experiment()
     globs = [r["name"] for r in d["schemes"][0]["rules"] if r.get("name")]
     if globs[0] not in GLOB_PAYLOADS:
         pytest.skip("the library refuses these globs; the scheme names carry the payloads")
-    captions = [c.value for c in payload_page.caption]
-    for glob in globs:
-        assert any(md(glob) in c for c in captions), (glob, captions)
+    # each rule with a glob has a row of its own, its glob in a text field (shown as typed)
+    assert payload_page.globs == globs
+    bodies = [b for tab in payload_page.bodies.values() for b in tab]
+    assert not [b for b in bodies if any(glob in b for glob in globs)], "no raw glob in markup"
 
 
-def test_no_chart_label_carries_markup(payload_page: AppTest) -> None:
-    texts = chart_texts(payload_page)
+def test_no_chart_label_carries_markup(payload_page: Shown) -> None:
+    texts = payload_page.charts
     assert any("&lt;b&gt;bold&lt;/b&gt;" in t for t in texts), "the legend names the scheme"
     assert [t for t in texts if "<" in t or ">" in t] == []
