@@ -55,6 +55,8 @@ def open_tab(at: AppTest, title: str) -> AppTest:
     if title not in TAB_TITLES:
         raise ValueError(f"tab must be one of {TAB_TITLES}, not {title!r}")
     at.session_state[keys.TAB] = title
+    if keys.TAB in at.query_params:  # as the browser rewrites the address on a tab click
+        at.query_params[keys.TAB] = title
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at
