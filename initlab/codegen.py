@@ -577,12 +577,17 @@ def _parameter_chain(found: Plan, kept: list[Branch], pad: str) -> list[str]:
     """Per parameter, the first rule that matches its module and covers its name: a rule
     with a `param` glob leaves the module's other parameters to the rules after it."""
     lines, deeper = [f"{pad}for pname, p in params.items():"], pad + INDENT
-    for k, branch in enumerate(kept):
+    chain: list[Link] = []
+    for branch in kept:
         tests = _tests(branch.rule, branch.modules)
-        if getattr(branch.rule, "param", None) is not None:
-            tests.append(Br("fnmatch.fnmatchcase", ("pname", literal(branch.rule.param))))
+        param = getattr(branch.rule, "param", None)
+        if param is not None:
+            tests.append(Br("fnmatch.fnmatchcase", ("pname", literal(param))))
         body = _dispatch(branch, deeper + INDENT) or [deeper + INDENT + "continue"]
-        lines += _condition(deeper, "elif" if k else "if", tests) + body
+        plain = branch.classes is not None and branch.rule.name is None and param is None
+        _link(chain, tests, body, list(branch.classes) if plain else None)
+    for k, link in enumerate(chain):
+        lines += _condition(deeper, "elif" if k else "if", link.tests, link.op) + link.body
     return lines
 
 
@@ -596,21 +601,26 @@ class Link:
     classes: list[type] | None = None  # set while the test is one plain isinstance
 
 
+def _link(chain: list[Link], tests: list[Br], body: list[str], classes: list[type] | None) -> None:
+    """Append a branch; a neighbour with the same body becomes one test (`if a: x elif b: x`
+    is `if a or b: x`): one isinstance over their classes where both are plain."""
+    last = chain[-1] if chain else None
+    if last and last.body == body and last.classes is not None and classes is not None:
+        last.classes += [c for c in classes if c not in last.classes]
+        last.tests = [_isinstance(last.classes)]
+    elif last and last.body == body and len(last.tests) == len(tests) == 1:
+        last.tests, last.op, last.classes = last.tests + tests, "or", None
+    else:
+        chain.append(Link(tests, body, classes=classes))
+
+
 def _chain(found: Plan, kept: list[Branch], pad: str) -> list[Link]:
-    """The branches in order; neighbours with the same body become one test (`if a: x
-    elif b: x` is `if a or b: x`): one isinstance over their classes where both are plain."""
+    """The branches in order, neighbours with the same body merged (`_link`)."""
     chain: list[Link] = []
     for branch in kept:
         tests, body = _tests(branch.rule, branch.modules), branch_body(found, branch, pad)
         plain = branch.classes is not None and branch.rule.name is None
-        last = chain[-1] if chain else None
-        if last and last.body == body and last.classes is not None and plain:
-            last.classes += [c for c in branch.classes if c not in last.classes]
-            last.tests = [_isinstance(last.classes)]
-        elif last and last.body == body and len(last.tests) == len(tests) == 1:
-            last.tests, last.op, last.classes = last.tests + tests, "or", None
-        else:
-            chain.append(Link(tests, body, classes=list(branch.classes) if plain else None))
+        _link(chain, tests, body, list(branch.classes) if plain else None)
     return chain
 
 

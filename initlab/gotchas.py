@@ -178,16 +178,18 @@ def _unmatched(subject: Subject) -> list[str]:
 
 
 def _shadowed(subject: Subject) -> list[str]:
-    """Rules that match modules with parameters, all of which an earlier rule takes."""
+    """Rules that match modules with parameters, all of which an earlier rule takes (per
+    parameter: a rule with a `param` glob takes only the parameters it names)."""
     rules, decided, first_match = subject.scheme.rules, set(), {}
     for name, module in subject.modules:
-        if not _own_params(module):
-            continue
-        found = subject.scheme.rule_for(name, module)
-        decided.add(found[0] if found else None)
+        winners = [
+            _decider(subject.scheme, name, module, pname)
+            for pname, _ in module.named_parameters(recurse=False)
+        ]
+        decided.update(winners)
         for i, rule in enumerate(rules):
-            if i not in first_match and rule.matches(name, module):
-                first_match[i] = (name, found[0] if found else None)
+            if i not in first_match and rule.matches(name, module) and winners:
+                first_match[i] = (name, winners[0])
     out = []
     for i, (name, winner) in sorted(first_match.items()):
         if i not in decided:
@@ -197,6 +199,14 @@ def _shadowed(subject: Subject) -> list[str]:
                 "move it above"
             )
     return out[:MAX_MESSAGES]
+
+
+def _decider(scheme: Scheme, name: str, module: nn.Module, pname: str) -> int | None:
+    """The rule that decides one parameter: the first that matches its module and names it."""
+    for index, rule in scheme.candidates(name, module):
+        if rule.matches_param(pname):
+            return index
+    return None
 
 
 # ---------------------------------------------------------------- methods and their traps

@@ -121,6 +121,9 @@ def default_std(module: nn.Module, param: str, shape: tuple[int, ...]) -> float:
     if isinstance(module, nn.MultiheadAttention):
         # _reset_parameters: xavier_uniform_ on in_proj_weight, zeros on in_proj_bias.
         return math.sqrt(2.0 / sum(shape[:2])) if "weight" in param and len(shape) == 2 else 0.0
+    if isinstance(module, nn.RNNBase):
+        # reset_parameters: every weight and bias U(±1/sqrt(hidden_size)).
+        return 1.0 / math.sqrt(3.0 * module.hidden_size)
     if type(module).__name__ == "NonDynamicallyQuantizableLinear" and "bias" in param:
         return 0.0  # MultiheadAttention zeroes its out_proj.bias
     if isinstance(module, (nn.Linear, *FAMILIES["Conv"], *FAMILIES["ConvTranspose"])):

@@ -377,6 +377,41 @@ TRANSFORMER_PARAMS = (
 
 # ---------------------------------------------------------------- custom (the user's own code)
 
+# ---------------------------------------------------------------- rnn
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+class Recurrent(nn.Module):
+    """A stacked recurrent network over a sequence and a Linear head on every step.
+
+    torch keeps each layer's input weights (`weight_ih_l{k}`) apart from its recurrent ones
+    (`weight_hh_l{k}`), which is what the orthogonal-recurrent recipe initializes differently.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        self.rnn = CELLS[cell](input_size, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)  # the hidden state of every step; the final states are not used
+        return self.head(out)
+
+
+def build_rnn(spec: Spec) -> nn.Module:
+    return Recurrent(spec["cell"], spec["input_size"], spec["hidden"], spec["layers"])
+
+
+RNN_PARAMS = (
+    Param("cell", "choice", "lstm", "the recurrent cell", choices=tuple(CELLS)),
+    Param("layers", "int", 2, "stacked recurrent layers", low=1, high=32),
+    Param("hidden", "int", 128, "hidden size of every layer", low=1, high=4096),
+    Param("input_size", "int", 32, "features of each step of the input", low=1, high=4096),
+    Param("seq_len", "int", 32, "steps of the input sequence", low=1, high=4096),
+)
+
+
 ALLOW_ENV = "INITLAB_ALLOW_CUSTOM_MODELS"
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 CUSTOM_PARAMS = (
@@ -541,6 +576,14 @@ MODELS: dict[str, ModelEntry] = {
         activation=lambda spec: "gelu",
         tokens=lambda spec: spec["vocab_size"],
         check=_check_heads,
+    ),
+    "rnn": ModelEntry(
+        name="rnn",
+        summary="stacked LSTM / GRU / RNN over a sequence, a Linear head on every step",
+        params=RNN_PARAMS,
+        build=build_rnn,
+        input_shape=lambda spec: (spec["seq_len"], spec["input_size"]),
+        activation=lambda spec: "tanh",  # the cells' own nonlinearity (and sigmoid gates)
     ),
     "custom": ModelEntry(
         name="custom",

@@ -99,6 +99,18 @@ def _plain(weight: dict | str) -> Callable[[str], list[dict]]:
     return lambda act: [*_all_weighted(weight), {"layers": "Embedding", "weight": weight}]
 
 
+def _orthogonal_recurrent(act: str) -> list[dict]:
+    """Keras's recurrent defaults: the recurrent weights orthogonal, the input weights and the
+    head Glorot uniform, biases 0. The `param` glob rule comes first, so it takes weight_hh_l*
+    and leaves the cell's other parameters to the family rule."""
+    xavier = {"method": "xavier_uniform", "gain": 1.0}
+    return [
+        {"layers": "RNN", "param": "weight_hh_l*", "weight": {"method": "orthogonal"}},
+        {"layers": "RNN", "weight": xavier, "bias": "zeros"},
+        *_all_weighted(xavier),
+    ]
+
+
 GPT2_STD = 0.02  # GPT-2's initializer_range
 # Hugging Face's GPT-2 uses `Conv1D` (a Linear with its weight stored transposed, (in, out)).
 GPT2_LINEAR = ("Linear", "Conv1D")
@@ -219,6 +231,15 @@ _ENTRIES = [
         why="orthogonal weights with the activation's gain: dynamical isometry in deep nets",
         source="Saxe et al. 2013",
         rules=_orthogonal,
+    ),
+    Preset(
+        name="orthogonal_recurrent",
+        title="Orthogonal recurrent",
+        why="an RNN's recurrent weights (weight_hh) orthogonal, its input weights (weight_ih) "
+        "and the other layers Xavier uniform, biases 0: the recurrence neither grows nor "
+        "shrinks the state at the start (Keras also sets the LSTM forget-gate bias to 1)",
+        source="Saxe et al. 2013; Keras LSTM/GRU defaults (recurrent_initializer='orthogonal')",
+        rules=_orthogonal_recurrent,
     ),
     Preset(
         name="gpt2",

@@ -224,10 +224,8 @@ def test_default_page_shows_charts_and_no_exception(page: Any, server: str) -> N
 
 def test_distributions_tab_draws_its_histograms(page: Any, server: str) -> None:
     open_page(page, server, small_experiment(seed=13))
-    page.get_by_role("tab", name="Distributions").click()
+    open_tab(page, "Distributions")
     histograms = page.locator(".st-key-fig_hist .js-plotly-plot")
-    histograms.wait_for()
-    wait_idle(page)
     assert histograms.bounding_box()["width"] > 300, "drawn at full width, not collapsed"
     assert (
         page.evaluate("document.querySelector('.st-key-fig_hist .js-plotly-plot').data.length") > 0
@@ -286,13 +284,29 @@ TEXT_JS = "document.body.innerText.replaceAll('\\u2060', '')"
 LEGEND_JS = "Array.from(document.querySelectorAll('.legendtext'), e => e.textContent)"
 
 
+# What each tab draws last-ish: only the open tab is drawn, so its marker appears once the
+# rerun that opened it has drawn it.
+TAB_MARKERS = {
+    "Variance by depth": ".st-key-fig_var .js-plotly-plot",
+    "Distributions": ".st-key-fig_hist .js-plotly-plot",
+    "Health": ".st-key-health_all",
+    "Tables": ".st-key-dl_layers",
+    "Code": ".st-key-dl_code_0",
+    "Experiment": ".st-key-dl_experiment",
+}
+
+
+def open_tab(page: Any, tab: str) -> None:
+    """Click a results tab and wait until its content is drawn and the run has ended."""
+    page.get_by_role("tab", name=tab).click()
+    page.locator(TAB_MARKERS[tab]).first.wait_for()
+    wait_idle(page)
+
+
 def visit_tabs(page: Any) -> None:
     """Every results view, each drawn to the end (charts included) before the next."""
     for tab in TABS:
-        page.get_by_role("tab", name=tab).click()
-        wait_idle(page)
-        if tab == "Distributions":
-            page.locator(".st-key-fig_hist .js-plotly-plot").wait_for()
+        open_tab(page, tab)
         page.wait_for_timeout(300)
 
 
@@ -308,8 +322,7 @@ def test_a_link_full_of_markup_shows_it_as_text_and_runs_nothing(page: Any, serv
     assert injected == {"pwned": "undefined", "images": [], "links": [], "frames": [],
                         "handlers": 0, "bolds": []}, injected  # fmt: skip
     assert outside == [], "the page fetched a URL from the link"
-    page.get_by_role("tab", name=TABS[0]).click()
-    wait_idle(page)
+    open_tab(page, TABS[0])
     text = page.evaluate(TEXT_JS)  # the verdicts name every scheme
     assert [n for n in NAME_PAYLOADS if n not in text] == [], "each name shown literally"
     assert "<b>bold</b>" in page.evaluate(LEGEND_JS), "the legend names it literally"
@@ -325,8 +338,7 @@ def shoot_views(page: Any) -> None:
     page.locator(".st-key-fig_var").scroll_into_view_if_needed()
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "payload_chart.png"))
-    page.get_by_role("tab", name="Code").click()
-    wait_idle(page)
+    open_tab(page, "Code")
     page.get_by_role("tab", name="Code").scroll_into_view_if_needed()
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / "payload_code.png"))

@@ -37,6 +37,7 @@ SMALL = {
         "vocab_size": 50,
         "seq_len": 8,
     },
+    "rnn": {"name": "rnn", "cell": "gru", "layers": 2, "hidden": 8, "input_size": 4},
 }
 
 

@@ -67,6 +67,9 @@ CASES = [
       "seq_len": 8}, transformer_calls),
     ({"name": "transformer", "n_layers": 3, "d_model": 16, "n_heads": 4, "vocab_size": 50,
       "seq_len": 4, "tie_weights": False}, transformer_calls),
+    # the recurrent module (one call over the whole sequence) and the head
+    ({"name": "rnn", "cell": "lstm", "layers": 2, "hidden": 8, "input_size": 4}, lambda s: 2),
+    ({"name": "rnn", "cell": "rnn", "layers": 1, "hidden": 8, "seq_len": 5}, lambda s: 2),
 ]  # fmt: skip
 
 

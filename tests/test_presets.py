@@ -31,11 +31,12 @@ SMALL = {
     "resnet": {"name": "resnet", "stages": 2, "blocks": 1, "width": 4, "image_size": 8},
     "transformer": {"name": "transformer", "n_layers": 2, "d_model": 16, "n_heads": 2,
                     "vocab_size": 50, "seq_len": 8},
+    "rnn": {"name": "rnn", "layers": 2, "hidden": 8, "input_size": 4, "seq_len": 3},
 }  # fmt: skip
 # Observed rows: leaf calls, plus LeNet's four functional ReLUs, the one ResNet block that keeps
 # its shape (stage 2's first block downsamples) and the transformer's two blocks.
 SMALL_CALLS = {"mlp": 6, "lenet": 7 + 4, "cnn": 9, "resnet": 3 + 6 * 2 + 2 + 2 + 1,
-               "transformer": 18 + 2}  # fmt: skip
+               "transformer": 18 + 2, "rnn": 2}  # fmt: skip
 
 
 def init(spec: dict[str, Any], name: str, seed: int = 0) -> nn.Module:
@@ -68,7 +69,8 @@ def test_the_presets_are_the_ones_promised():
     assert set(PRESETS) == {
         "pytorch_default", "recipe", "xavier_uniform", "xavier_normal", "xavier_uniform_gain",
         "xavier_normal_gain", "kaiming_normal", "kaiming_normal_fan_out", "lecun_normal",
-        "orthogonal", "gpt2", "zero_init_residual", "zeros", "too_small", "too_large",
+        "orthogonal", "orthogonal_recurrent", "gpt2", "zero_init_residual", "zeros", "too_small",
+        "too_large",
     }  # fmt: skip
 
 

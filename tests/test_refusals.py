@@ -80,6 +80,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "cnn": {"depth": 2, "channels": 4, "image_size": 8},
     "resnet": {"stages": 2, "blocks": 1, "width": 4, "image_size": 8},
     "transformer": {"n_layers": 1, "d_model": 8, "n_heads": 2, "vocab_size": 16, "seq_len": 4},
+    "rnn": {"layers": 1, "hidden": 8, "input_size": 4, "seq_len": 3},
 }
 ZOO = [name for name, entry in initlab.MODELS.items() if not entry.custom]
 CUSTOM_OK = {
