@@ -209,6 +209,17 @@ def test_an_upload_replaces_what_was_typed_before() -> None:
     assert decode(at.query_params["experiment"]) == normal_form(d)
 
 
+def test_a_loaded_custom_schemes_rules_are_run_as_given() -> None:
+    """A rule for a layer type the model lacks never changes a tensor, but it is part of what
+    the file says: the page must not drop it from a scheme nobody edited."""
+    rules = [{"layers": "Conv", "weight": "zeros"}, {"layers": "Linear", "weight": "ones"}]
+    d = experiment(schemes=[{"name": "C", "rules": rules}])
+    with recording() as record:
+        at = start(d)
+    assert at.text_input(key=f"s{at.session_state['editors'][0]['uid']}.name").value == "C"
+    assert ran(record) == normal_form(d)
+
+
 # ---------------------------------------------------------------- switching away and back
 
 
