@@ -27,13 +27,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import sync_playwright
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+from initlab.ui.urlstate import encode
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python benchmarks/first_chart.py` from anywhere
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 CHART = ".js-plotly-plot .main-svg"
 RUNNING = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'
 STARTUP_S = 90
@@ -101,10 +112,23 @@ def healthy(url: str) -> bool:
 
 
 def server_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-            "--server.port", str(port), "--server.address", "127.0.0.1",
-            "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
 
 
 @contextmanager
@@ -140,7 +164,6 @@ def wait_ready(url: str, process: subprocess.Popen, log: Any) -> None:
 
 def frame_kind(data: bytes) -> tuple[str, str | None, int]:
     """(kind, plotly chart id or None, plotly spec bytes) of one ForwardMsg frame."""
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
     try:
         msg = ForwardMsg.FromString(data)
@@ -221,8 +244,9 @@ def decoded_frames(rec: Recorder, time_origin: float) -> list[dict[str, Any]]:
     for timestamp, data in rec.frames:
         kind, chart_id, spec = frame_kind(data)
         at = rec.page_ms(timestamp, time_origin)
-        rows.append({"at_ms": at, "kind": kind, "bytes": len(data), "id": chart_id,
-                     "spec_bytes": spec})  # fmt: skip
+        rows.append(
+            {"at_ms": at, "kind": kind, "bytes": len(data), "id": chart_id, "spec_bytes": spec}
+        )
     return rows
 
 
@@ -276,11 +300,18 @@ def resource_summary(resources: list[dict[str, Any]], chart_ms: float) -> dict[s
 
 
 # CDP Performance metrics at the first chart: durations and CPU times in s, counts as they are
-METRICS = {"ScriptDuration": "script_ms", "V8CompileDuration": "v8_compile_ms",
-           "LayoutDuration": "layout_ms", "RecalcStyleDuration": "style_ms",
-           "TaskDuration": "task_ms", "ThreadTime": "main_thread_cpu_ms",
-           "ProcessTime": "renderer_cpu_ms", "Nodes": "nodes", "LayoutObjects": "layout_objects",
-           "JSHeapUsedSize": "js_heap_bytes"}  # fmt: skip
+METRICS = {
+    "ScriptDuration": "script_ms",
+    "V8CompileDuration": "v8_compile_ms",
+    "LayoutDuration": "layout_ms",
+    "RecalcStyleDuration": "style_ms",
+    "TaskDuration": "task_ms",
+    "ThreadTime": "main_thread_cpu_ms",
+    "ProcessTime": "renderer_cpu_ms",
+    "Nodes": "nodes",
+    "LayoutObjects": "layout_objects",
+    "JSHeapUsedSize": "js_heap_bytes",
+}
 
 
 def main_thread(metrics: list[dict[str, Any]], marks: dict[str, Any], chart: float) -> dict:
@@ -362,8 +393,6 @@ def run_row(info: dict, rec: Recorder, metrics: list, wall: float, idle_s: float
 
 def page_url(base: str, name: str) -> str:
     """The default page, or the LeNet experiment restored from the address."""
-    from initlab.ui.urlstate import encode
-
     return f"{base}/?experiment={encode(LENET)}" if name == "lenet" else f"{base}/"
 
 
@@ -390,6 +419,41 @@ def bench_page(browser: Any, base: str, name: str, args: argparse.Namespace) -> 
         and {"first_chart_ms": profiled["first_chart_ms"], **profiled["profile"]},
         "runs": [{k: v for k, v in r.items() if k not in ("resources", "profile")} for r in rows],
     }
+
+
+def compare_page(browser: Any, bases: dict[str, str], name: str, args: argparse.Namespace) -> dict:
+    """Two servers (e.g. before and after a change) side by side: one warm-up each, then
+    `args.runs` navigations alternating between them, so the machine's load hits both alike."""
+    viewport = {"width": args.width, "height": args.height}
+    for base in bases.values():
+        measure(browser, page_url(base, name), viewport, WARM_TIMEOUT_MS)
+    rows: dict[str, list[dict[str, Any]]] = {label: [] for label in bases}
+    for _ in range(args.runs):
+        for label, base in bases.items():
+            rows[label].append(measure(browser, page_url(base, name), viewport, RUN_TIMEOUT_MS))
+    keys = (
+        "first_chart_ms",
+        "dom_at_chart",
+        "chart_top_y",
+        "js_files",
+        "js_decoded_bytes",
+        "ws_bytes_total",
+        "script_ms",
+    )
+    return {
+        label: {k: statistics.median(r[k] for r in runs) for k in keys if k in runs[0]}
+        for label, runs in rows.items()
+    }
+
+
+def print_comparison(name: str, result: dict[str, dict[str, float]]) -> None:
+    labels = list(result)
+    print(f"\n== {name}: medians of alternating runs")
+    print(f"{'measure':<20}" + "".join(f"{label:>16}" for label in labels) + f"{'ratio':>10}")
+    for key in result[labels[0]]:
+        values = [result[label][key] for label in labels]
+        ratio = values[0] / values[1] if len(values) == 2 and values[1] else float("nan")
+        print(f"{key:<20}" + "".join(f"{v:>16,.0f}" for v in values) + f"{ratio:>10.2f}")
 
 
 def scalar_keys(row: dict[str, Any]) -> list[str]:
@@ -427,16 +491,20 @@ def top_resources(rows: list[dict[str, Any]], count: int = 10) -> list[dict[str,
 
 
 def print_report(result: dict[str, Any]) -> None:
-    print(f"\n== {result['page']} page at {result['viewport']['width']}x"
-          f"{result['viewport']['height']} (warm-up first chart "
-          f"{result['warmup_first_chart_ms']:.0f} ms)")  # fmt: skip
+    print(
+        f"\n== {result['page']} page at {result['viewport']['width']}x"
+        f"{result['viewport']['height']} (warm-up first chart "
+        f"{result['warmup_first_chart_ms']:.0f} ms)"
+    )
     print(f"{'measure':<28}{'median':>14}{'min':>14}{'max':>14}")
     for key, s in result["summary"].items():
         print(f"{key:<28}{s['median']:>14,.0f}{s['min']:>14,.0f}{s['max']:>14,.0f}")
     print(f"\n{'largest resources':<44}{'decoded B':>12}{'transfer B':>12}{'start':>8}{'end':>8}")
     for r in result["top_resources"]:
-        print(f"{r['file'][:43]:<44}{r['decoded']:>12,.0f}{r['transfer']:>12,.0f}"
-              f"{r['start']:>8.0f}{r['end']:>8.0f}")  # fmt: skip
+        print(
+            f"{r['file'][:43]:<44}{r['decoded']:>12,.0f}{r['transfer']:>12,.0f}"
+            f"{r['start']:>8.0f}{r['end']:>8.0f}"
+        )
     print_frames(result)
     if result["profile"]:
         print_profile(result["profile"])
@@ -448,8 +516,10 @@ def print_frames(result: dict[str, Any]) -> None:
     for kind, s in kinds[:12]:
         print(f"{kind[:43]:<44}{s['msgs']:>8}{s['bytes']:>12,}")
     for chart in result["plotly_msgs"]:
-        print(f"  plotly {chart['id'][-40:]:<40} spec {chart['spec_bytes']:>9,} B"
-              f" at {chart['at_ms']:>7.0f} ms")  # fmt: skip
+        print(
+            f"  plotly {chart['id'][-40:]:<40} spec {chart['spec_bytes']:>9,} B"
+            f" at {chart['at_ms']:>7.0f} ms"
+        )
 
 
 def print_profile(profile: dict[str, Any]) -> None:
@@ -468,12 +538,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     parser.add_argument("--profile", action="store_true", help="one extra run, CPU-profiled")
+    parser.add_argument(
+        "--against",
+        help="a second running server (e.g. the code before a change): both are "
+        "measured alternately and printed side by side, with --url as the first",
+    )
     return parser.parse_args(argv)
 
 
 def run_all(base: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -482,8 +555,25 @@ def run_all(base: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             browser.close()
 
 
+def compare_all(args: argparse.Namespace) -> int:
+    bases = {"this": args.url.rstrip("/"), "against": args.against.rstrip("/")}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            results = {name: compare_page(browser, bases, name, args) for name in args.pages}
+        finally:
+            browser.close()
+    for name, result in results.items():
+        print_comparison(name, result)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.against:
+        return compare_all(args)
     if args.url:
         results = run_all(args.url.rstrip("/"), args)
     else:

@@ -9,6 +9,7 @@ parameter glob (GPT-2's "*.c_proj") have rows of their own.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import streamlit as st
@@ -63,8 +64,14 @@ def compose_rules(
                 continue
             rules.append({"layers": family})
             index = len(rules) - 1
-        rules[index].update(edit)
+        rules[index].update(_changed(rules[index], edit))
     return rules
+
+
+def _changed(rule: dict[str, Any], edit: dict[str, Any]) -> dict[str, Any]:
+    """The slots an edit really changes: a widget that reads "default" for a rule's
+    `"default"` (or a method name for `{"method": name}`) leaves the rule as it was written."""
+    return {slot: spec for slot, spec in edit.items() if spec_dict(rule.get(slot)) != spec}
 
 
 def method_options(ranks: set[int], current: str) -> list[str]:
@@ -119,6 +126,7 @@ def new_editor(
         "uid": uid,
         "preset": preset_name,
         "rules": rules,
+        "origin": copy.deepcopy(rules),  # what "edited" is measured against
         "activation": activation,
         "auto_name": None,
     }
@@ -152,10 +160,11 @@ def other_names(uid: int) -> set[str]:
 
 
 def is_edited(editor: dict[str, Any]) -> bool:
-    """The column's rules (as last composed) are not its preset's, now or in a family the
+    """The column's rules (as last composed) are not those it started from (its preset's, or
+    a loaded file's: a file is run as it says until someone edits it), now or in a family the
     model no longer has (that edit is remembered and comes back with the family)."""
     rules = st.session_state.get(keys.scheme_rules(editor["uid"]), editor["rules"])
-    return rules != preset_rules(editor) or any(editor.get("edited", {}).values())
+    return rules != editor["origin"] or any(editor.get("edited", {}).values())
 
 
 def follow_activation(activation: str) -> None:
@@ -169,6 +178,7 @@ def follow_activation(activation: str) -> None:
             continue
         editor["activation"] = activation
         editor["rules"] = preset_rules(editor)
+        editor["origin"] = copy.deepcopy(editor["rules"])
         st.session_state.pop(keys.scheme_rules(editor["uid"]), None)
         clear_widgets(editor["uid"])
 
@@ -193,9 +203,9 @@ def on_preset(index: int) -> None:
     if name not in PRESETS:
         return
     scheme = preset(name, st.session_state[keys.ACTIVATION])
-    editor.update(
-        preset=name, rules=scheme.to_dict()["rules"], activation=st.session_state[keys.ACTIVATION]
-    )
+    rules = scheme.to_dict()["rules"]
+    editor.update(preset=name, rules=rules, origin=copy.deepcopy(rules))
+    editor["activation"] = st.session_state[keys.ACTIVATION]
     current = st.session_state.get(keys.scheme_name(uid), "")
     if current in ("", editor["auto_name"], (editor["auto_name"] or "") + EDITED):
         editor["auto_name"] = unique_name(scheme.name, other_names(uid))
@@ -229,8 +239,9 @@ def duplicate(index: int) -> None:
     rules = st.session_state.get(keys.scheme_rules(uid), source["rules"])
     taken = {st.session_state.get(keys.scheme_name(e["uid"]), "") for e in editors()}
     name = unique_name(st.session_state.get(keys.scheme_name(uid), "scheme") + " (copy)", taken)
-    copy = new_editor(source["preset"], rules, name, source["activation"])
-    editors().insert(index + 1, copy)
+    twin = new_editor(source["preset"], rules, name, source["activation"])
+    twin["origin"] = copy.deepcopy(source["origin"])  # edited as much as the source is
+    editors().insert(index + 1, twin)
 
 
 def add_named_rule(index: int, family: str) -> None:

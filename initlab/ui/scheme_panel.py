@@ -158,7 +158,12 @@ def named_rule_ui(
         spec = slot_ui(key, slot, ranks, ed.spec_dict(rule.get(slot)), scale=True)
         if spec is None:
             return None
-        out[slot] = spec
+        # a slot left as the rule has it keeps the rule's own spelling ("default", a name,
+        # or no entry at all)
+        if spec != ed.spec_dict(rule.get(slot)):
+            out[slot] = spec
+        elif slot in rule:
+            out[slot] = rule[slot]
     st.button(
         "Remove this rule",
         key=keys.named_rule(uid, i, "remove"),
