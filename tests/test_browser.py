@@ -381,8 +381,13 @@ def test_the_first_chart_and_the_verdicts_are_above_the_fold(
 
 def _long_names() -> dict[str, Any]:
     """Four schemes with 30-character names: the widest legends the page must lay out."""
-    names = ["PyTorch default, as it ships.", "Kaiming normal, fan_in, a = 0.",
-             "Xavier normal with the tanh g.", "Orthogonal, gain one, all lay."]  # fmt: skip
+    long = [
+        "PyTorch default, as it ships with torch",
+        "Kaiming normal, fan_in, a = 0, relu gain",
+        "Xavier normal with the tanh gain, all layers",
+        "Orthogonal, gain one, on every layer",
+    ]
+    names = [n[:30].rstrip() + "." * (30 - len(n[:30].rstrip())) for n in long]
     presets = ["pytorch_default", "kaiming_normal", "xavier_normal", "orthogonal"]
     schemes = [{"name": n, "preset": p} for n, p in zip(names, presets, strict=True)]
     assert all(len(n) == 30 for n in names)
