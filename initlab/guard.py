@@ -3,6 +3,12 @@ and refuse one above the budget with a message that says what to shrink.
 
 The estimate runs the model on PyTorch's meta device (shapes, no storage, no arithmetic), so
 it is exact about tensor sizes and takes well under a second even for a 1000-layer network.
+
+Most of PyTorch's meta kernels are written in Python, and the first one called imports sympy,
+torch.fx's symbolic shapes and torch.distributed's tensor ops (about 800 modules, over a second
+once per process). The shape pass below computes the common operators' outputs from their
+arguments' shapes itself, so a fresh process's first experiment does not pay that import; any
+other operator is handed to PyTorch's own meta kernel, which stays the authority.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from initlab.models import MODELS
 from initlab.outline import meta_model
@@ -44,6 +50,199 @@ class Estimate:
     runs: int
 
 
+# ---------------------------------------------------------------- the shape pass
+
+aten = torch.ops.aten
+Shape = tuple[int, ...]
+
+
+def _empty(shape: Shape | list[int], dtype: torch.dtype) -> torch.Tensor:
+    # aten.empty has a C++ meta kernel: no Python, no import.
+    return torch.empty(tuple(shape), dtype=dtype, device="meta")
+
+
+# Each rule returns the operator's output(s), or None where its arguments are not the plain
+# case it knows (mismatched shapes included): PyTorch's meta kernel then answers, error and all.
+
+
+def _broadcast(*shapes: Shape) -> Shape | None:
+    """NumPy broadcasting of shapes (torch.broadcast_shapes without its Python checks)."""
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for i in range(ndim):
+        sizes = {s[i - ndim + len(s)] for s in shapes if i - ndim + len(s) >= 0} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _binary(a: Any, b: Any, **kwargs: Any) -> torch.Tensor | None:
+    """add, sub, mul, div of tensors or a tensor and a number: broadcast, promoted dtype."""
+    shape = _broadcast(*(t.shape for t in (a, b) if isinstance(t, torch.Tensor)))
+    return None if shape is None else _empty(shape, torch.result_type(a, b))
+
+
+def _where(cond: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    shape = _broadcast(cond.shape, a.shape, b.shape)
+    return None if shape is None else _empty(shape, torch.result_type(a, b))
+
+
+def _same(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return _empty(x.shape, x.dtype)
+
+
+def _softmax(x: torch.Tensor, dim: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    return _empty(x.shape, dtype or x.dtype)
+
+
+def _in_place(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return x
+
+
+def _per_dim(values: list[int], n: int) -> list[int]:
+    return list(values) * n if len(values) == 1 else list(values)
+
+
+def _window(size: int, k: int, stride: int, pad: int, dil: int, ceil: bool = False) -> int:
+    """Output length of a convolution or pooling window (PyTorch's pooling_output_shape)."""
+    span = size + 2 * pad - dil * (k - 1) - 1 + (stride - 1 if ceil else 0)
+    out = span // stride + 1
+    return out - 1 if ceil and (out - 1) * stride >= size + pad else out
+
+
+def _convolution(x, w, bias, stride, padding, dilation, transposed, pad_out, groups):
+    """Batched, non-transposed convolutions; the rest (output padding...) to PyTorch."""
+    n = w.dim() - 2
+    if transposed or x.dim() != n + 2 or x.shape[1] != w.shape[1] * groups:
+        return None
+    per = [_per_dim(v, n) for v in (stride, padding, dilation)]
+    spatial = [_window(*v) for v in zip(x.shape[2:], w.shape[2:], *per, strict=True)]
+    return _empty((x.shape[0], w.shape[0], *spatial), x.dtype) if min(spatial) > 0 else None
+
+
+def _max_pool(x, kernel, stride=(), padding=(0,), dilation=(1,), ceil=False) -> tuple | None:
+    per = [_per_dim(v, 2) for v in (kernel, stride or kernel, padding, dilation)]
+    spatial = [_window(s, *v, ceil) for s, *v in zip(x.shape[-2:], *per, strict=True)]
+    if x.dim() not in (3, 4) or min(spatial) <= 0:
+        return None
+    shape = (*x.shape[:-2], *spatial)
+    return _empty(shape, x.dtype), _empty(shape, torch.long)
+
+
+def _reduce(x, dims=None, keepdim=False, dtype=None) -> torch.Tensor:
+    axes = {d % x.dim() for d in dims} if dims else set(range(x.dim()))
+    shape = [1 if i in axes else n for i, n in enumerate(x.shape) if keepdim or i not in axes]
+    return _empty(shape, dtype or x.dtype)
+
+
+def _batch_norm(x, weight, bias, mean, var, training, *rest) -> tuple | None:
+    if x.dim() < 2:
+        return None
+    stats = (x.shape[1],) if training else (0,)
+    return _empty(x.shape, x.dtype), _empty(stats, x.dtype), _empty(stats, x.dtype)
+
+
+def _layer_norm(x, normalized, *rest) -> tuple | None:
+    if tuple(x.shape[x.dim() - len(normalized) :]) != tuple(normalized):
+        return None
+    kept = (*x.shape[: x.dim() - len(normalized)], *[1] * len(normalized))
+    return _empty(x.shape, x.dtype), _empty(kept, x.dtype), _empty(kept, x.dtype)
+
+
+def _matmul(a, b, **kwargs) -> torch.Tensor | None:
+    """mm and bmm: (b,) m×k times (b,) k×n."""
+    if a.dim() != b.dim() or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+        return None
+    return _empty((*a.shape[:-1], b.shape[-1]), a.dtype) if a.dtype == b.dtype else None
+
+
+def _plus_matmul(bias, a, b, *rest, **kwargs) -> torch.Tensor | None:
+    """addmm(bias, a, b) and baddbmm: the product's shape, the bias broadcast onto it."""
+    out = _matmul(a, b)
+    return out if out is not None and _broadcast(bias.shape, out.shape) == out.shape else None
+
+
+def _embedding(weight, indices, *rest) -> torch.Tensor | None:
+    if indices.dtype not in (torch.long, torch.int) or weight.dim() != 2:
+        return None
+    return _empty((*indices.shape, weight.shape[1]), weight.dtype)
+
+
+UNARY = ("relu", "gelu", "tanh", "sigmoid", "silu", "elu", "leaky_relu", "hardtanh", "neg")
+SHAPE_RULES: dict[Any, Any] = {
+    **{getattr(aten, name).default: _same for name in (*UNARY, "tril", "triu", "clone")},
+    **{getattr(aten, f"{name}_").default: _in_place for name in UNARY},
+    **{getattr(aten, name).Tensor: _binary for name in ("add", "sub", "mul", "div")},
+    **{getattr(aten, name).Scalar: _binary for name in ("add", "sub", "mul", "div")},
+    **{getattr(aten, f"{name}_").Tensor: _in_place for name in ("add", "sub", "mul", "div")},
+    aten.where.self: _where,
+    aten._safe_softmax.default: _softmax,
+    aten.mm.default: _matmul,
+    aten.bmm.default: _matmul,
+    aten.addmm.default: _plus_matmul,
+    aten.baddbmm.default: _plus_matmul,
+    aten.convolution.default: _convolution,
+    aten.max_pool2d_with_indices.default: _max_pool,
+    aten.mean.dim: _reduce,
+    aten.sum.dim_IntList: _reduce,
+    aten.native_batch_norm.default: _batch_norm,
+    aten.native_layer_norm.default: _layer_norm,
+    aten.embedding.default: _embedding,
+}
+
+
+def _mm_flops(a: torch.Tensor, b: torch.Tensor) -> float:
+    """2·m·k·n per matrix product (FlopCounterMode's count: multiply and add)."""
+    batch = a.shape[0] if a.dim() == 3 else 1
+    return 2.0 * batch * a.shape[-2] * a.shape[-1] * b.shape[-1]
+
+
+def _conv_flops(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor, transposed: bool) -> float:
+    """2·(Cin/groups)·k^n per output element (per input element when transposed)."""
+    return 2.0 * (x if transposed else out).numel() * math.prod(w.shape[1:])
+
+
+def flops_of(func: Any, args: tuple, out: Any) -> float:
+    """The FLOPs torch.utils.flop_counter counts for one operator call (matmuls and
+    convolutions; everything else, elementwise, counts nothing there either)."""
+    packet = func.overloadpacket
+    if packet in (aten.mm, aten.bmm):
+        return _mm_flops(args[0], args[1])
+    if packet in (aten.addmm, aten.baddbmm):
+        return _mm_flops(args[1], args[2])
+    if packet in (aten.convolution, aten._convolution):
+        return _conv_flops(args[0], args[1], first_tensor(out), bool(args[6]))
+    return 0.0
+
+
+class ShapePass(TorchDispatchMode):
+    """Meta tensors through the common operators by the rules above; FLOPs counted on the way.
+    `fallbacks` names the operators handed to PyTorch's own meta kernels."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Otherwise TorchDispatchMode wraps __torch_dispatch__ in torch._disable_dynamo, whose
+        # first call imports torch._dynamo (and sympy with it); nothing here is ever compiled.
+        return False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0.0
+        self.fallbacks: set[str] = set()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
+        kwargs = kwargs or {}
+        rule = SHAPE_RULES.get(func)
+        meta = all(a.is_meta for a in args if isinstance(a, torch.Tensor))
+        out = rule(*args, **kwargs) if rule is not None and meta else None
+        if out is None:
+            self.fallbacks.add(str(func))
+            out = func(*args, **kwargs)
+        self.flops += flops_of(func, args, out)
+        return out
+
+
 def _leaf_shapes(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], float]:
     """Every leaf module's output on the meta device (by forward hooks), and the forward
     pass's FLOPs as torch's FlopCounterMode counts them (matmuls, convolutions, attention)."""
@@ -56,12 +255,12 @@ def _leaf_shapes(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor],
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), ShapePass() as shapes:
             model(x)
     finally:
         for handle in handles:
             handle.remove()
-    return calls, float(counter.get_total_flops())
+    return calls, shapes.flops
 
 
 def meta_input(exp: Any) -> torch.Tensor:
@@ -91,16 +290,6 @@ def _meta_calls(exp: Any, model: nn.Module, x: torch.Tensor) -> tuple[list, floa
             return None  # judged on its parameters; the probe reports a failing forward
         shape = list(x.shape[1:])
         raise ValueError(f"model: fails on input of shape {shape}: {reason}") from None
-
-
-def _flops(module: nn.Module, out: torch.Tensor) -> float:
-    """Multiply-adds ×2 of one forward call; elementwise modules count one per element."""
-    if isinstance(module, nn.Linear):
-        return 2.0 * out.numel() * module.in_features
-    if isinstance(module, nn.modules.conv._ConvNd):
-        kernel = math.prod(module.kernel_size)
-        return 2.0 * out.numel() * (module.in_channels // module.groups) * kernel
-    return float(out.numel())
 
 
 def estimate(exp: Any, model: nn.Module | None = None) -> Estimate:
