@@ -33,8 +33,8 @@ from torch import nn
 
 from initlab.functional import Observer
 from initlab.layers import role_of, saturation_bounds
-from initlab.stats import BINS, histogram, summarize
-from initlab.units import dead_fraction, unit_dim
+from initlab.stats import BINS, histogram, summarize, summarize_units
+from initlab.units import unit_dim
 
 LAYER_COLUMNS = [
     "order",
@@ -174,8 +174,7 @@ class _Recorder:
 
     def _summarize(self, seen: Observed, tensor: torch.Tensor) -> None:
         index = len(self.modules)
-        s = summarize(tensor, seen.bounds)
-        dead = dead_fraction(tensor, unit_dim(seen.module, tensor)) if s.frac_zero else 0.0
+        s, dead = summarize_units(tensor, seen.bounds, unit_dim(seen.module, tensor))
         values = (
             index,
             seen.name,

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
+from initlab import fused
+from initlab.units import dead_fraction
+
 BINS = 64
 ROBUST_STDS = 6.0  # histogram range: mean ± 6 std, cut to [min, max]; outliers go to edge bins
 CHUNK = 1 << 20  # elements per temporary (4 MB of float32, 8 MB of float64)
@@ -117,6 +120,11 @@ def summarize(x: torch.Tensor, bounds: tuple[float, float] | None = None) -> Sum
     `bounds` are a bounded activation's (low, high); an output within 1% of the range from a
     bound counts as saturated. Without bounds, frac_saturated is NaN.
     """
+    return summarize_units(x, bounds, None)[0]
+
+
+def _torch_summary(x: torch.Tensor, bounds: tuple[float, float] | None) -> Summary:
+    """`summarize` by torch ops: any dtype and device, inf and NaN, any cancellation."""
     x = _flat(x)
     n = x.numel()
     if n == 0:
@@ -137,6 +145,42 @@ def summarize(x: torch.Tensor, bounds: tuple[float, float] | None = None) -> Sum
         mean, var, std = _finite_moments(x, total / n, squares / n, low, high)
     saturated = values[5] / n if bounds is not None else math.nan
     return Summary(mean, var, std, zeros / n, saturated, nonfinite, low, high)
+
+
+# The fused float64 sums of float32 data carry ~n·2**-53 relative error at worst (every square
+# is exact in float64); E[x²] − mean² is good to float32's rounding while E[x²]/var ≤ 1e3.
+FUSED_CANCELLATION = 1e-3
+
+
+def summarize_units(
+    x: torch.Tensor, bounds: tuple[float, float] | None, dim: int | None
+) -> tuple[Summary, float]:
+    """`summarize(x, bounds)` and `dead_fraction(x, dim)` (0.0 when nothing is zero), in one
+    fused pass over `x` where it can (`initlab.fused`), else by the torch path."""
+    r = fused.reduce(x, bounds, dim)
+    summary = _fused_summary(r, x.numel(), bounds) if r is not None else None
+    if summary is None:
+        summary = _torch_summary(x, bounds)
+        dead = dead_fraction(x, dim) if summary.frac_zero else 0.0
+        return summary, dead
+    dead = (r.dead_units / x.shape[dim] if dim is not None else math.nan) if r.zeros else 0.0
+    return summary, dead
+
+
+def _fused_summary(r: fused.Reduced, n: int, bounds: tuple[float, float] | None) -> Summary | None:
+    """The Summary from fused sums; None (the torch path decides) for a tensor with inf or NaN
+    (its float64 sum of squares is then not finite: a float32 square cannot overflow float64)
+    or too cancelling for E[x²] − mean²."""
+    if not math.isfinite(r.squares):
+        return None
+    mean, ex2 = r.total / n, r.squares / n
+    var = ex2 - mean * mean
+    if r.low == r.high:  # a constant: exact, where sum/n could round
+        mean, var = r.low, 0.0
+    elif not var >= FUSED_CANCELLATION * ex2:
+        return None
+    saturated = r.saturated / n if bounds is not None else math.nan
+    return Summary(mean, var, math.sqrt(var), r.zeros / n, saturated, 0, r.low, r.high)
 
 
 def _finite_moments(
@@ -276,27 +320,41 @@ def _widened(lo: float, hi: float, bins: int) -> tuple[float, float]:
 
 def _bin_counts(x: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
     """Counts per bin of finite `x`; values outside [lo, hi] land in the edge bins."""
+    index = _index_parameters(x.dtype, lo, hi, bins)
+    counts = fused.bin_counts(x, bins, index)
+    if counts is not None:
+        return torch.from_numpy(counts)
     counts = torch.zeros(bins, dtype=torch.int64, device=x.device)
-    for index in _bin_indices(x, lo, hi, bins):
-        counts += torch.bincount(index, minlength=bins)
+    for chunk in _bin_indices(x, index, bins):
+        counts += torch.bincount(chunk, minlength=bins)
     return counts
 
 
-def _bin_indices(x: torch.Tensor, lo: float, hi: float, bins: int) -> Iterator[torch.Tensor]:
-    """Bin index per element, chunk by chunk: in float32 where that is exact enough (the common
-    case, and the fastest), else in float64 on x / 2**k, with 2**k > max(|lo|, |hi|), where
-    neither hi − lo nor bins / (hi − lo) can over- or underflow. An outlier whose index
-    overflows becomes ±inf, which the clamp sends to an edge bin."""
-    scale = bins / (hi - lo) if x.dtype == torch.float32 else math.nan
+def _index_parameters(dtype: torch.dtype, lo: float, hi: float, bins: int) -> tuple:
+    """How bin indices are computed: ("float32", scale, lo·scale) where float32 is exact enough
+    (the common case, and the fastest), else ("float64", k, lo / 2**k, bins / (hi − lo) · 2**k,
+    the powers of two `_scaled` multiplies by) on x / 2**k, with 2**k > max(|lo|, |hi|), where
+    neither hi − lo nor bins / (hi − lo) can over- or underflow."""
+    scale = bins / (hi - lo) if dtype == torch.float32 else math.nan
     low_scale, high_scale = FLOAT32_SCALE_RANGE
     if low_scale <= scale <= high_scale and max(abs(lo), abs(hi)) * scale <= FLOAT32_INDEX_LIMIT:
-        for c in _chunks(x):
-            # One temporary, then in place: (c - lo) * scale, cut to [0, bins - 1], truncated.
-            yield torch.mul(c, scale).sub_(lo * scale).clamp_(0, bins - 1).to(torch.int32)
-        return
+        return "float32", scale, lo * scale
     k = math.frexp(max(abs(lo), abs(hi)))[1]
     lo_k, hi_k = math.ldexp(lo, -k), math.ldexp(hi, -k)
-    scale_k = bins / (hi_k - lo_k)
+    factors = _pow2_factors(-k, math.frexp(FLOAT_MAX)[1] - 2)  # as `_scaled` for float64
+    return "float64", k, lo_k, bins / (hi_k - lo_k), factors
+
+
+def _bin_indices(x: torch.Tensor, index: tuple, bins: int) -> Iterator[torch.Tensor]:
+    """Bin index per element, chunk by chunk, as `index` says. An outlier whose index
+    overflows becomes ±inf, which the clamp sends to an edge bin."""
+    if index[0] == "float32":
+        _, scale, offset = index
+        for c in _chunks(x):
+            # One temporary, then in place: (c - lo) * scale, cut to [0, bins - 1], truncated.
+            yield torch.mul(c, scale).sub_(offset).clamp_(0, bins - 1).to(torch.int32)
+        return
+    _, k, lo_k, scale_k, _ = index
     for c in _chunks(x):
         yield _scaled(c, -k).sub_(lo_k).mul_(scale_k).clamp_(0, bins - 1).to(torch.int32)
 
