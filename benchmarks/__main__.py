@@ -13,6 +13,7 @@ import torch
 
 from benchmarks.app_reruns import app_reruns, payload_bytes
 from benchmarks.probe import capture_table, memory_table, time_table
+from benchmarks.run_cost import cold_start_row, target_rows, whole_run_row
 
 
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
@@ -35,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats per figure")
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no app reruns")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (2: the README's)")
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     print(
         f"initlab benchmark, {date.today()}, {platform.machine()}, {torch.get_num_threads()} "
         f"threads, torch {torch.__version__}, python {platform.python_version()}; "
@@ -45,17 +47,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     batch = 256
     time_title = f"Time: probe and hook-and-store ÷ bare forward+backward (batch {batch})"
-    print_table(time_title, time_table(batch, repeats))
+    tables = {"time": time_table(batch, repeats)}
+    print_table(time_title, tables["time"])
     capture_title = (
         f"Capture of functional activations and broadcasts, share of bare (batch {batch})"
     )
     print_table(capture_title, capture_table(batch, repeats))
-    print_table("Memory", memory_table(max(3, repeats // 2)))
+    tables["memory"] = memory_table(max(3, repeats // 2))
+    print_table("Memory", tables["memory"])
+    tables["run"] = [whole_run_row(repeats)]
+    print_table("Whole run() ÷ the sum of its bare passes", tables["run"])
+    tables["cold"] = [cold_start_row(3 if args.quick else 5)]
+    print_table("First run() in a fresh process", tables["cold"])
     sizes = {b: payload_bytes(b) for b in (64, 4096)}
     rows = [{"batch": b, "KB": n / 1000} for b, n in sizes.items()]
     print_table("Figure JSON for the default page", rows)
     if not args.quick:
         print_table("App reruns (AppTest)", app_reruns(3))
+    print_table("Targets", target_rows(tables))
     return 0
 
 

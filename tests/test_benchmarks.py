@@ -12,8 +12,17 @@ from pathlib import Path
 import pytest
 
 from benchmarks import __main__ as bench_main
+from benchmarks import run_cost
 from benchmarks.app_reruns import app_reruns, payload_bytes
 from benchmarks.probe import capture_table, peak_in_subprocess, time_table
+from benchmarks.run_cost import (
+    HEAVY,
+    bare_passes,
+    cold_start,
+    page_experiment,
+    target_rows,
+    whole_run_row,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "initlab"
@@ -137,3 +146,61 @@ def test_print_table_writes_markdown(capsys):
     bench_main.print_table("T", [{"a": 1.23456, "b": "x"}, {"a": 2}])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == ["### T", "", "| a | b |", "|---|---|", "| 1.23 | x |", "| 2 |  |"]
+
+
+TINY_PAGE = {
+    "model": TINY["mlp"],
+    "seeds": [0, 1],
+    "schemes": [{"preset": "kaiming_normal"}, {"preset": "xavier_uniform"}],
+}
+
+
+def test_whole_run_against_its_bare_passes_on_a_tiny_page():
+    row = whole_run_row(1, page_experiment(TINY_PAGE, batch=2))
+    assert row["bare passes ms"] > 0 and row["run() ms"] > 0
+    assert row["run() ×"] == pytest.approx(row["run() ms"] / row["bare passes ms"])
+    assert "4 runs, batch 2" in row["figure"]
+
+
+def test_the_bare_passes_are_the_runs_own_builds_inputs_and_passes(monkeypatch):
+    """One input per seed, one model per (seed, scheme), each with the run's seed and scheme."""
+    built, drawn = [], []
+    real_build, real_input = run_cost.build_initialized, run_cost.make_input
+
+    def build(exp, scheme, seed):
+        built.append((seed, scheme.name))
+        return real_build(exp, scheme, seed)
+
+    def draw(exp, seed):
+        drawn.append(seed)
+        return real_input(exp, seed)
+
+    monkeypatch.setattr(run_cost, "build_initialized", build)
+    monkeypatch.setattr(run_cost, "make_input", draw)
+    exp = page_experiment(TINY_PAGE, batch=2)
+    bare_passes(exp)
+    assert drawn == [0, 1]
+    assert built == [(seed, s.name) for seed in (0, 1) for s in exp.schemes]
+
+
+def test_cold_start_in_a_fresh_process_on_a_tiny_page():
+    sample = cold_start({**TINY_PAGE, "input": {"batch_size": 2}})
+    assert sample["first"] > 0 and sample["warm"] > 0 and sample["import"] > 0
+    assert set(sample["heavy"]) <= set(HEAVY)
+
+
+def test_targets_compare_each_measured_figure_with_its_goal():
+    tables = {
+        "time": [{"case": "mlp 50×512", "probe ×": 1.1}, {"case": "lenet", "probe ×": 1.3}],
+        "cold": [{"figure": "first run", "first − warm s": 0.31}],
+    }
+    rows = {row["target"]: row for row in target_rows(tables)}
+    assert len(rows) == len(run_cost.TARGETS)
+    mlp = rows["probe ÷ bare forward+backward, mlp 50×512"]
+    assert (mlp["goal"], mlp["measured"], mlp["status"]) == ("≤ 1.15×", "1.10×", "met")
+    assert rows["probe ÷ bare forward+backward, lenet"]["status"] == "**not met**"
+    assert rows["first run() − warm run(), fresh process"]["measured"] == "0.31 s"
+    assert rows["first run() − warm run(), fresh process"]["status"] == "**not met**"
+    # Figures this run did not measure are blank, never guessed.
+    cnn = rows["probe ÷ bare forward+backward, cnn"]
+    assert cnn["measured"] == "" and cnn["status"] == ""
