@@ -9,10 +9,18 @@ its budget variables loosely and counted FLOPs only).
 
 from __future__ import annotations
 
+import json
+import math
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import initlab
 import initlab.experiment as experiment_module
@@ -22,13 +30,16 @@ from initlab.guard import (
     MEMORY_ENV,
     MEMORY_FRACTION,
     TIME_ENV,
+    ShapePass,
     available_bytes,
     check_budget,
     estimate,
     matching_seconds,
     memory_budget,
 )
+from initlab.models import ACTIVATIONS, MODELS
 from initlab.outline import meta_model
+from initlab.probe import first_tensor
 
 FLOAT = 4  # bytes per float32 value
 KEEP = [{"preset": "kaiming_normal"}]
@@ -264,3 +275,117 @@ def test_a_malformed_budget_variable_is_named(monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     message, _ = refusal(experiment({"name": "mlp", "depth": 2, "width": 8}))
     assert variable in message and "experiment too" not in message, message
+
+
+# ---------------------------------------------------------------- the shape pass
+
+
+def _leaf_outputs(model: nn.Module, x: torch.Tensor, mode: Any) -> tuple[list, float]:
+    """(shape, dtype) of every leaf module's output under `mode`, and the FLOPs it counted."""
+    found: list[tuple[tuple[int, ...], torch.dtype]] = []
+
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        out = first_tensor(output)
+        if out is not None and not list(module.children()):
+            found.append((tuple(out.shape), out.dtype))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad(), mode:
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    counted = mode.get_total_flops() if isinstance(mode, FlopCounterMode) else mode.flops
+    return found, float(counted)
+
+
+def _zoo_case(spec: dict[str, Any], batch: int = 3) -> tuple[nn.Module, torch.Tensor]:
+    entry = MODELS[spec["name"]]
+    full = entry.normalize(spec)
+    shape = (batch, *entry.input_shape(full))
+    dtype = torch.long if entry.tokens(full) else torch.float32
+    return meta_model(full), torch.zeros(shape, dtype=dtype, device="meta")
+
+
+ZOO = [
+    *({"name": "mlp", "depth": 3, "width": 16, "activation": a} for a in ACTIVATIONS),
+    {"name": "mlp", "depth": 2, "width": 8, "bias": True, "norm": "layernorm"},
+    {"name": "mlp", "depth": 2, "width": 8, "bias": True, "norm": "batchnorm"},
+    {"name": "lenet"},
+    {"name": "cnn", "depth": 2, "channels": 4, "image_size": 9},
+    {"name": "cnn", "depth": 2, "channels": 4, "batchnorm": True},
+    {"name": "resnet", "blocks": 1, "width": 4},
+    {"name": "transformer", "n_layers": 1, "d_model": 16, "n_heads": 2, "seq_len": 5},
+    {"name": "transformer", "n_layers": 1, "d_model": 16, "tie_weights": False},
+    *({"name": "rnn", "cell": c, "hidden": 8, "seq_len": 4} for c in ("lstm", "gru", "rnn")),
+]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("spec", ZOO, ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_shape_pass_gives_every_leaf_output_and_the_flops_of_pytorchs_own_counter(spec, train):
+    """The oracle: PyTorch's meta kernels for the shapes and dtypes, FlopCounterMode for the
+    FLOPs (same formulas: equal, not merely within a factor)."""
+    model, x = _zoo_case(spec)
+    model.train(train)
+    expected, expected_flops = _leaf_outputs(model, x, FlopCounterMode(display=False))
+    got, flops = _leaf_outputs(model, x, ShapePass())
+    assert got == expected
+    assert expected_flops > 0 and flops == expected_flops
+
+
+def test_shape_pass_flops_of_a_linear_and_a_conv_in_closed_form():
+    batch, cin, cout, k, size, groups = 5, 6, 4, 3, 11, 2
+    linear = nn.Linear(cin, cout, device="meta")
+    conv = nn.Conv2d(cin, cout, k, stride=2, padding=1, groups=groups, device="meta")
+    with torch.no_grad(), ShapePass() as shapes:
+        linear(torch.empty(batch, 7, cin, device="meta"))  # 35 rows of cin -> cout
+    assert shapes.flops == 2 * batch * 7 * cin * cout
+    with torch.no_grad(), ShapePass() as shapes:
+        out = conv(torch.empty(batch, cin, size, size, device="meta"))
+    side = (size + 2 * 1 - k) // 2 + 1  # 6
+    assert out.shape == (batch, cout, side, side)
+    assert shapes.flops == 2 * batch * cout * side * side * (cin // groups) * k * k
+
+
+def test_shape_pass_hands_what_it_does_not_know_to_pytorch():
+    # A transposed convolution: PyTorch's kernel gives its shape (output padding and all).
+    deconv = nn.ConvTranspose2d(3, 2, 3, stride=2, output_padding=1, device="meta")
+    x = torch.empty(1, 3, 5, 5, device="meta")
+    with torch.no_grad(), ShapePass() as shapes:
+        out = deconv(x)
+    assert out.shape == (1, 2, 12, 12) and "aten.convolution.default" in shapes.fallbacks
+    assert shapes.flops == 2 * x.numel() * 2 * 3 * 3
+    # Shapes that do not fit get PyTorch's own error, as the guard reports a failing model.
+    with ShapePass(), pytest.raises(RuntimeError, match="same reduction dim"):
+        torch.mm(torch.empty(2, 3, device="meta"), torch.empty(4, 5, device="meta"))
+
+
+HEAVY_CODE = """import json, sys
+import initlab
+from initlab.guard import check_budget
+for spec in json.loads(sys.argv[1]):
+    exp = initlab.Experiment.from_dict({"model": spec, "schemes": [{"preset": "kaiming_normal"}]})
+    check_budget(exp)
+print(json.dumps([m for m in sys.argv[2].split(",") if m in sys.modules]))
+"""
+
+
+def test_the_check_imports_neither_sympy_nor_distributed_nor_dynamo():
+    """In a fresh process, `import initlab` and the guard on the zoo models whose meta outline
+    imports nothing either: the shape pass needs none of PyTorch's Python meta kernels."""
+    # (The transformer's and rnn's outlines import dynamo themselves: torch.nn.init on meta.)
+    specs = [{"name": "mlp"}, *(s for s in ZOO if s["name"] not in ("transformer", "rnn"))]
+    heavy = "sympy,torch.distributed.tensor,torch._dynamo,torch.fx.experimental.symbolic_shapes"
+    root = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-c", HEAVY_CODE, json.dumps(specs), heavy]
+    done = subprocess.run(args, check=True, capture_output=True, text=True, cwd=root)
+    assert json.loads(done.stdout) == []
+
+
+def test_the_time_estimate_still_follows_the_flops():
+    # 2·batch·width² per layer: the estimate grows with the batch as the FLOPs do.
+    small = estimate(experiment({"name": "mlp", "depth": 4, "width": 512}, 8))
+    large = estimate(experiment({"name": "mlp", "depth": 4, "width": 512}, 8 * 64))
+    assert math.isfinite(small.seconds) and large.seconds > 10 * small.seconds
