@@ -1,20 +1,22 @@
 """Reductions of one tensor to a handful of numbers and a fixed-bin histogram.
 
 Built for the probe's hot path, where it runs on every layer output and gradient:
-- the variance is E[x²] − mean² from torch's pairwise (cascade) sums of x and x·x, chunk by
-  chunk; torch's `var_mean` is a serial Welford loop that costs more than the layer's own matmul
-  on a CPU;
-- that fast path is taken only where it is exact enough (about 1e-6 relative for float32):
-  when E[x²] overflows or underflows (a 24-layer MLP under N(0, 1) weights reaches 1e35, under
-  N(0, 0.01) 1e-24: both square out of float32's range), or E[x²] − mean² would cancel
-  (|mean| > std), the moments come from an exact two-pass fallback in float64, rescaled by a
-  power of two so that float64 data at 1e±300 does not over- or underflow either;
+- contiguous CPU float32 tensors take one fused pass for the moments and counts and one for
+  the bins (`initlab.fused`); everything else takes the torch path below, with the same
+  results to float64 rounding and bin counts computed by the same arithmetic;
+- the variance is E[x²] − mean² from float64 sums of x and x·x, chunk by chunk (torch's
+  `var_mean` is a serial Welford loop that costs more than the layer's own matmul on a CPU);
+  the square of a float32 is exact in float64 and never leaves its range, so float32 data
+  needs no rescaling;
+- that fast path is taken only where it is exact: when E[x²] − mean² would cancel
+  (|mean| > std), or float64 data squares out of range (1e±300), the moments come from an
+  exact two-pass fallback in float64, rescaled by a power of two for float64 data;
 - float64 input is reduced in float64 (a float32 copy would turn 1e300 into inf, 1e-300 into 0);
 - the histogram is bin indices + `bincount` (2.5× faster than `torch.histc` on a CPU), computed
   in float32 when that is exact to 0.4% of a bin, in rescaled float64 otherwise;
 - anything that needs a temporary works in chunks of CHUNK elements, so the probe's extra
   memory stays a few MB however large the activation is;
-- the fast path reads everything back with one `.tolist()` (one device sync).
+- the torch path reads everything back with one `.tolist()` (one device sync).
 """
 
 from __future__ import annotations
@@ -33,15 +35,12 @@ BINS = 64
 ROBUST_STDS = 6.0  # histogram range: mean ± 6 std, cut to [min, max]; outliers go to edge bins
 CHUNK = 1 << 20  # elements per temporary (4 MB of float32, 8 MB of float64)
 # E[x²] − mean² multiplies the sums' relative errors by up to 2·E[x²]/var. The fast path runs
-# only while E[x²]/var ≤ 2 (|mean| ≤ std: ReLU outputs, zero-mean pre-activations, gradients),
-# so the float32 error is at most ~4× that of the sums; anything more cancelling takes the
-# exact float64 fallback. The old threshold (1e-2, amplification up to 100) made the fast path
-# only as good as 100× its sums: 4.7e-3 relative error for 2**17 values alternating 0.89, 1.09.
+# only while E[x²]/var ≤ 2 (|mean| ≤ std: ReLU outputs, zero-mean pre-activations, gradients);
+# anything more cancelling takes the exact float64 fallback.
 CANCELLATION = 0.5
-# The fast path needs E[x²] this many times above the dtype's smallest normal number: each
-# product that underflows loses at most half a subnormal ulp (the smallest normal where
-# subnormals are flushed to zero), so underflow adds a relative error below 2**-48 (2**-24
-# flushed), under float32's own rounding.
+# The fast path needs E[x²] this many times above float64's smallest normal number: each
+# product that underflows loses at most half a subnormal ulp, so underflow adds a relative
+# error below 2**-48.
 UNDERFLOW_MARGIN = 2.0**24
 # Bin indices in float32 only while they stay below 2**16: their rounding error is then at most
 # 2**16 · 2**-24 ≈ 0.4% of a bin. The scale bins/(hi − lo) must be a normal float32 (no inf).
@@ -49,7 +48,7 @@ FLOAT32_INDEX_LIMIT = 2.0**16
 FLOAT32_SCALE_RANGE = (2.0**-100, 2.0**100)
 MIN_BIN_ULPS = 4  # a bin is at least 4 ulps of the range's magnitude wide: edges strictly increase
 FLOAT_MAX = sys.float_info.max
-FLOAT32_TINY, FLOAT64_TINY = torch.finfo(torch.float32).tiny, sys.float_info.min  # normal
+FLOAT64_TINY = sys.float_info.min  # the smallest normal float64
 
 
 @dataclass(frozen=True)
@@ -97,15 +96,22 @@ def _nonzero(x: torch.Tensor) -> torch.Tensor:
     return _chunk_sum([c.sign().abs_().sum() for c in _chunks(x)])
 
 
+def _sum(x: torch.Tensor) -> torch.Tensor:
+    """Σx in float64, chunk by chunk: torch's cascade summation, exact to ~1e-16 relative."""
+    return _chunk_sum([c.sum(dtype=torch.float64) for c in _chunks(x)])
+
+
 def _sum_of_squares(x: torch.Tensor) -> torch.Tensor:
-    """Σx² as torch.sum(c·c) per chunk: one chunk-sized temporary, but torch's cascade
-    summation is good to ~1e-7 relative on float32 at any length (measured to 2**22 elements;
-    2.5e-9 on 0.89/1.09 alternating), where a BLAS float32 dot accumulates in a few lanes and
-    its error grows with length: 4e-5 at 2**17 elements, still 4e-7 in blocks of 2**12, and
-    blocks that short cost ~5 µs of call overhead each (10× the dot on 2**17 elements). The
-    product's rounding adds at most 2**-24. At 2**17 float32 elements this costs ~25 µs over
-    the dot (~50 µs against ~25 µs, single thread)."""
-    return _chunk_sum([torch.sum(c * c) for c in _chunks(x)])
+    """Σx² in float64 as a float64 dot per chunk (one chunk-sized float64 temporary): the square
+    of a float32 is exact in float64 and cannot over- or underflow there, and the sums are good
+    to ~n·2**-53, so float32 data never needs rescaling and the sums agree with the fused
+    path's (initlab.fused) to float64 rounding, which keeps histogram edges identical to many
+    more digits than a bin's width."""
+    terms = []
+    for c in _chunks(x):
+        d = c.double() if c.dtype != torch.float64 else c
+        terms.append(torch.dot(d, d))
+    return _chunk_sum(terms)
 
 
 def _saturated(x: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
@@ -129,7 +135,7 @@ def _torch_summary(x: torch.Tensor, bounds: tuple[float, float] | None) -> Summa
     n = x.numel()
     if n == 0:
         return Summary(math.nan, math.nan, math.nan, math.nan, math.nan, 0)
-    parts = [x.sum(), _sum_of_squares(x), n - _nonzero(x), *torch.aminmax(x)]
+    parts = [_sum(x), _sum_of_squares(x), n - _nonzero(x), *torch.aminmax(x)]
     if bounds is not None:
         parts.append(_saturated(x, bounds))
     values = torch.stack([p.double() for p in parts]).tolist()
@@ -186,41 +192,22 @@ def _fused_summary(r: fused.Reduced, n: int, bounds: tuple[float, float] | None)
 def _finite_moments(
     x: torch.Tensor, mean: float, ex2: float, low: float, high: float
 ) -> tuple[float, float, float]:
-    """Mean, variance and std of an all-finite `x`: from the fast sums where they are exact
-    enough; when float32 squares left the range, from the same fast sums on x / 2**k (exact,
-    a power of two, with 2**k > max |x|), which are in range; otherwise the exact fallback."""
+    """Mean, variance and std of an all-finite `x`: from the float64 sums where they are exact
+    enough, otherwise (cancelling, or float64 data whose squares left the range) the exact
+    fallback."""
     if low == high:  # a constant: exact, where sum/n could round
         return low, 0.0, 0.0
     var = ex2 - mean * mean
-    if _in_range(ex2, x.dtype) and var >= CANCELLATION * ex2:  # the common case
+    if _in_range(ex2) and var >= CANCELLATION * ex2:  # the common case
         return mean, var, math.sqrt(var)
-    magnitude, k = max(abs(low), abs(high)), 0
-    if x.dtype == torch.float32 and not _in_range(ex2, x.dtype):
-        k = math.frexp(magnitude)[1]
-        mean, ex2 = _scaled_sums(x, -k)
-        var = ex2 - mean * mean
-        if var >= CANCELLATION * ex2:
-            return math.ldexp(mean, k), math.ldexp(var, 2 * k), math.ldexp(math.sqrt(var), k)
-    # The fast mean is a good shift unless the float32 sum overflowed (n·|x| > 3.4e38).
-    shift = math.ldexp(mean, k) if math.isfinite(mean) else None
-    return _exact_moments(x, magnitude, shift)
+    # The fast mean is a good shift unless the float64 sum overflowed (float64 data only).
+    shift = mean if math.isfinite(mean) else None
+    return _exact_moments(x, max(abs(low), abs(high)), shift)
 
 
-def _in_range(ex2: float, dtype: torch.dtype) -> bool:
-    """Whether a fast E[x²] is neither overflowed nor too close to underflow to trust."""
-    smallest = FLOAT32_TINY if dtype == torch.float32 else FLOAT64_TINY
-    return smallest * UNDERFLOW_MARGIN <= ex2 < math.inf
-
-
-def _scaled_sums(x: torch.Tensor, e: int) -> tuple[float, float]:
-    """Mean and E[y²] of y = x·2**e, by the fast path's float32 sums, chunk by chunk."""
-    sums, squares = [], []
-    for c in _chunks(x):
-        y = _scaled(c, e, x.dtype)
-        sums.append(y.sum())
-        squares.append(_sum_of_squares(y))
-    values = torch.stack([_chunk_sum(sums), _chunk_sum(squares)]).double().tolist()
-    return values[0] / x.numel(), values[1] / x.numel()
+def _in_range(ex2: float) -> bool:
+    """Whether a float64 E[x²] is neither overflowed nor too close to underflow to trust."""
+    return FLOAT64_TINY * UNDERFLOW_MARGIN <= ex2 < math.inf
 
 
 def _exact_moments(

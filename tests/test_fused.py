@@ -1,0 +1,196 @@
+"""The fused reductions (initlab.fused) against the torch path they stand in for, and against
+numpy float64: the same counts, min/max and bins exactly, moments to float32's rounding, and
+whole experiments equal with the fused path on and off."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import initlab
+from initlab import fused, stats
+from initlab.units import dead_fraction
+
+pytestmark = pytest.mark.skipif(fused.numba is None, reason="numba is not installed")
+
+SHAPES = {"rows": ((64, 48), 1), "conv": ((8, 6, 7, 5), 1), "tokens": ((4, 9, 24), 2)}
+KINDS = [
+    "normal",
+    "relu",
+    "tanh",
+    "constant",
+    "zeros",
+    "alternating",
+    "large",
+    "tiny",
+    "subnormal",
+    "dead units",
+    "inf",
+    "nan",
+]
+REL = 1e-6  # float32 rounding of the torch path's sums (the fused float64 sums are exacter)
+
+
+def make(kind: str, shape: tuple[int, ...], dim: int, seed: int = 0) -> torch.Tensor:
+    """`kind` data of `shape`, drawn in float64 and rounded once to float32."""
+    z = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x = {
+        "normal": z,
+        "relu": z.clamp(min=0),
+        "tanh": torch.tanh(2 * z),
+        "constant": torch.full(shape, -0.3, dtype=torch.float64),
+        "zeros": torch.zeros(shape, dtype=torch.float64),
+        "alternating": torch.where(z > 0, 1.0, -1.0) * 0.89,
+        "large": z * 1e30,
+        "tiny": z * 1e-30,
+        "subnormal": z * 1e-41,
+        "dead units": z.clamp(min=0).index_fill(dim, torch.tensor([0, 2]), 0.0),
+        "inf": z.flatten().index_fill(0, torch.tensor([3]), math.inf).reshape(shape),
+        "nan": z.flatten().index_fill(0, torch.tensor([5]), math.nan).reshape(shape),
+    }[kind]
+    return x.to(torch.float32).contiguous()
+
+
+def torch_path(x: torch.Tensor, bounds: tuple | None, dim: int | None) -> tuple:
+    with fused.disabled():
+        summary, dead = stats.summarize_units(x, bounds, dim)
+        return summary, dead, stats.histogram(x, stats.BINS, summary)
+
+
+def close(a: float, b: float, scale: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= REL * scale
+
+
+@pytest.mark.parametrize("layout", SHAPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_fused_summary_equals_the_torch_path(kind: str, layout: str) -> None:
+    shape, dim = SHAPES[layout]
+    x = make(kind, shape, dim)
+    bounds = (-1.0, 1.0) if kind == "tanh" else None
+    summary, dead = stats.summarize_units(x, bounds, dim)
+    plain, plain_dead, _ = torch_path(x, bounds, dim)
+    exact = (summary.frac_zero, summary.nonfinite, summary.low, summary.high, dead)
+    plain_exact = (plain.frac_zero, plain.nonfinite, plain.low, plain.high, plain_dead)
+    assert np.array_equal(exact, plain_exact, equal_nan=True)
+    assert np.array_equal(summary.frac_saturated, plain.frac_saturated, equal_nan=True)
+    spread = abs(plain.mean) + plain.std
+    assert close(summary.mean, plain.mean, spread)
+    assert close(summary.std, plain.std, plain.std)
+    assert close(summary.var, plain.var, plain.var)
+
+
+@pytest.mark.parametrize("layout", SHAPES)
+@pytest.mark.parametrize("kind", ["normal", "relu", "large", "tiny", "subnormal", "dead units"])
+def test_fused_moments_match_numpy_float64(kind: str, layout: str) -> None:
+    shape, dim = SHAPES[layout]
+    x = make(kind, shape, dim)
+    summary, dead = stats.summarize_units(x, None, dim)
+    a = x.numpy().astype(np.float64)
+    mean, var = a.mean(), ((a - a.mean()) ** 2).mean()
+    assert abs(summary.mean - mean) <= 1e-12 * (abs(mean) + math.sqrt(var))
+    assert summary.var == pytest.approx(var, rel=1e-12)
+    dead_units = (np.moveaxis(a, dim, 0).reshape(shape[dim], -1) == 0).all(axis=1)
+    assert dead == (dead_units.mean() if (a == 0).any() else 0.0)
+    assert dead == dead_fraction(x, dim) or not (a == 0).any()
+
+
+@pytest.mark.parametrize("kind", KINDS[:9])
+@pytest.mark.parametrize("window", [(0.0, 1.0), (-3.0, 2.5), (1e-38, 2e-38), (-1e36, 1e36)])
+def test_fused_bins_are_the_torch_paths_bins(kind: str, window: tuple[float, float]) -> None:
+    """Same (lo, hi), same counts: outliers in the edge bins; float32 and float64 indices."""
+    x = make(kind, (4096,), 0) * 1.5
+    lo, hi = window
+    index = stats._index_parameters(x.dtype, lo, hi, stats.BINS)
+    counts = fused.bin_counts(x, stats.BINS, index)
+    expected = sum(
+        torch.bincount(i, minlength=stats.BINS) for i in stats._bin_indices(x, index, 64)
+    )
+    assert counts.tolist() == expected.tolist()
+    assert counts.sum() == x.numel()
+
+
+def test_both_index_precisions_are_covered() -> None:
+    assert stats._index_parameters(torch.float32, 0.0, 1.0, 64)[0] == "float32"
+    index = stats._index_parameters(torch.float32, 1e-38, 2e-38, 64)
+    assert index[0] == "float64"
+    assert math.prod(index[4]) == math.ldexp(1.0, -index[1])  # the factors are 2**-k
+
+
+@pytest.mark.parametrize("kind", ["normal", "relu", "tanh", "alternating", "large", "tiny"])
+def test_fused_histogram_equals_the_torch_path(kind: str) -> None:
+    x = make(kind, (256, 512), 1)
+    summary = stats.summarize(x)
+    with fused.disabled():
+        plain = stats.histogram(x, stats.BINS, summary)
+    assert stats.histogram(x, stats.BINS, summary) == plain
+
+
+def test_ineligible_tensors_take_the_torch_path() -> None:
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
+    assert fused.reduce(x, None, 1) is not None
+    for other in (x.t(), x.double(), x.half(), x[:0]):
+        assert fused.reduce(other, None, 1) is None
+        assert fused.bin_counts(other, 64, ("float32", 1.0, 0.0)) is None
+
+
+def test_one_element() -> None:
+    x = torch.tensor([[2.5]])
+    summary, dead = stats.summarize_units(x, None, 1)
+    assert (summary.mean, summary.var, summary.frac_zero, dead) == (2.5, 0.0, 0.0, 0.0)
+    assert stats.summarize_units(torch.zeros(1, 1), None, 1)[1] == 1.0
+
+
+def test_disabled_is_per_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    with fused.disabled():
+        assert not fused.enabled()
+        worker = threading.Thread(target=lambda: seen.append(fused.enabled()))
+        worker.start()
+        worker.join()
+    assert seen == [True] and fused.enabled()
+    monkeypatch.setenv(fused.ENV, "0")
+    assert not fused.enabled()
+
+
+EXPERIMENTS = {
+    "mlp": {"name": "mlp", "depth": 6, "width": 64, "activation": "tanh"},
+    "lenet": {"name": "lenet"},
+    "transformer": {"name": "transformer"},
+}
+
+
+@pytest.mark.parametrize("model", EXPERIMENTS)
+def test_runs_equal_with_the_fused_path_on_and_off(model: str) -> None:
+    exp = initlab.Experiment.from_dict(
+        {
+            "model": EXPERIMENTS[model],
+            "input": {"batch_size": 16},
+            "schemes": [{"name": "default", "preset": "pytorch_default"}],
+        }
+    )
+    on = initlab.run(exp)
+    with fused.disabled():
+        off = initlab.run(exp)
+    means = {"layers": ("act_mean", "act_std"), "params": ("mean", "std")}
+    for name, (mean, std) in means.items():
+        a, b = getattr(on, name), getattr(off, name)
+        # A mean near zero is held to float32 rounding of its spread, not of itself.
+        assert close_to(a[mean], b[mean], b[mean].abs() + b[std])
+        rest = [c for c in a.columns if c != mean]
+        pd.testing.assert_frame_equal(a[rest], b[rest], check_exact=False, rtol=1e-6, atol=0)
+    a, b = on.histograms, off.histograms
+    assert a["count"].tolist() == b["count"].tolist()
+    width = (b["bin_right"] - b["bin_left"]) * exp.bins  # each edge to rounding of its range
+    assert close_to(a["bin_left"], b["bin_left"], width)
+    assert close_to(a["bin_right"], b["bin_right"], width)
+    pd.testing.assert_frame_equal(a[["kind", "name"]], b[["kind", "name"]])
+
+
+def close_to(a: pd.Series, b: pd.Series, scale: pd.Series) -> bool:
+    both_nan = a.isna() & b.isna()
+    return bool(((a - b).abs() <= REL * scale.abs() + 0.0).where(~both_nan, True).all())
