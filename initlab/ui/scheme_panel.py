@@ -364,7 +364,8 @@ def schemes_ui(
     (None where invalid)."""
     editors = ed.editors()
     room = len(editors) < ed.MAX_SCHEMES  # the add button takes a narrow column of its own
-    columns = st.columns([*[1.0] * len(editors), *([0.12] if room else [])])
+    # about 48 px for the add button on a page of this width, however many columns share it
+    columns = st.columns([*[1.0] * len(editors), *([0.065 * len(editors)] if room else [])])
     out = []
     for index, (column, editor) in enumerate(zip(columns, editors, strict=False)):
         with column.container(border=True, key=keys.column_box(editor["uid"])):
