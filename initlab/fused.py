@@ -40,6 +40,7 @@ except ImportError:  # the torch path serves every tensor
     numba = None
 
 ENV = "INITLAB_FUSED"  # "0" turns the fused path off for the whole process
+_OFF = os.environ.get(ENV) == "0"  # read once: a process-wide setting, not per call
 LANES = 8  # independent float64 accumulators per block: keeps the adders busy
 _local = threading.local()
 
@@ -70,7 +71,7 @@ def disabled() -> Iterator[None]:
 
 def enabled() -> bool:
     """Whether the fused kernels may be used here and now."""
-    return numba is not None and not getattr(_local, "off", False) and os.environ.get(ENV) != "0"
+    return numba is not None and not _OFF and not getattr(_local, "off", False)
 
 
 def eligible(x: torch.Tensor) -> bool:
@@ -99,6 +100,9 @@ def reduce(x: torch.Tensor, bounds: tuple[float, float] | None, dim: int | None)
     _, units, inner = _layout(tuple(x.shape), dim)
     if inner == 1 and units > 1:
         _rows(_array(x), units, lo, hi, floats, ints)
+    elif dim is None and x.dim() > 1 and x.shape[-1] > 1:  # no units: lanes on the last dim
+        _rows(_array(x), x.shape[-1], lo, hi, floats, ints)
+        ints[2] = 0
     else:
         _blocks(_array(x), units, inner, lo, hi, floats, ints)
     return Reduced(*floats[:2].tolist(), *ints.tolist(), *floats[2:].tolist())
@@ -169,16 +173,16 @@ def _rows(a, width, lo, hi, floats, ints):  # pragma: no cover - compiled
     sat = np.zeros(width, np.int64)
     rows = a.size // width
     for r in range(rows):
-        base = r * width
+        row = a[r * width : (r + 1) * width]
         for j in range(width):
-            v = a[base + j]
+            v = row[j]
             d = np.float64(v)
             s[j] += d
             q[j] += d * d
-            mn[j] = min(mn[j], v)
-            mx[j] = max(mx[j], v)
-            z[j] += v == 0
-            sat[j] += (v <= lo) | (v >= hi)
+            mn[j] = v if v < mn[j] else mn[j]  # plain selects: faster than min() here
+            mx[j] = v if v > mx[j] else mx[j]
+            z[j] += np.int64(v == 0)
+            sat[j] += np.int64(v <= lo) | np.int64(v >= hi)
     _finish(s, q, mn, mx, floats)
     ints[0] = z.sum()
     ints[1] = sat.sum()
@@ -202,10 +206,10 @@ def _blocks(a, units, inner, lo, hi, floats, ints):  # pragma: no cover - compil
                 d = np.float64(v)
                 s[j] += d
                 q[j] += d * d
-                mn[j] = min(mn[j], v)
-                mx[j] = max(mx[j], v)
-                zb += v == 0
-                sat += (v <= lo) | (v >= hi)
+                mn[j] = v if v < mn[j] else mn[j]
+                mx[j] = v if v > mx[j] else mx[j]
+                zb += np.int64(v == 0)
+                sat += np.int64(v <= lo) | np.int64(v >= hi)
         zeros += zb
         if zb < inner:
             alive[block % units] = True

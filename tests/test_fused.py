@@ -5,6 +5,9 @@ whole experiments equal with the fused path on and off."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -145,7 +148,7 @@ def test_one_element() -> None:
     assert stats.summarize_units(torch.zeros(1, 1), None, 1)[1] == 1.0
 
 
-def test_disabled_is_per_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disabled_is_per_thread() -> None:
     seen = []
     with fused.disabled():
         assert not fused.enabled()
@@ -153,8 +156,14 @@ def test_disabled_is_per_thread(monkeypatch: pytest.MonkeyPatch) -> None:
         worker.start()
         worker.join()
     assert seen == [True] and fused.enabled()
-    monkeypatch.setenv(fused.ENV, "0")
-    assert not fused.enabled()
+
+
+def test_the_environment_variable_turns_it_off_for_the_process() -> None:
+    code = "from initlab import fused; print(fused.enabled())"
+    for value, expected in (("0", "False"), ("1", "True")):
+        env = {**os.environ, fused.ENV: value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.stdout.strip() == expected, out.stderr
 
 
 EXPERIMENTS = {
