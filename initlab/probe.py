@@ -324,7 +324,9 @@ def _backward(output: Any, generator: torch.Generator | None) -> None:
     # Drawn on the CPU from `generator`, so every device gives the same numbers.
     cotangent = torch.randn(out.shape, generator=generator, dtype=out.dtype)
     try:
-        out.backward(cotangent.to(out.device))
+        # d(sum(out · c))/d(out) is c, bit for bit; unlike out.backward(c), it does not make
+        # autograd import torch.fx's symbolic shapes (and sympy) on a process's first backward
+        (out * cotangent.to(out.device)).sum().backward()
     except ProbeError:
         raise
     except Exception as exc:  # the model's own backward (a custom autograd Function) broke

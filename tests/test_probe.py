@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -542,3 +544,17 @@ def test_frac_saturated_uses_the_modules_own_bounds(module):
     y = module(x).double()
     expected = float(((y <= lo + margin) | (y >= hi - margin)).double().mean())
     assert row["frac_saturated"] == pytest.approx(expected, abs=2e-3)
+
+
+def test_a_first_backward_imports_no_sympy() -> None:
+    """The probe's backward from its cotangent, in a fresh process, leaves sympy unimported
+    (out.backward(c) would import torch.fx's symbolic shapes and sympy: about a second)."""
+    code = (
+        "import sys, torch, initlab\n"
+        "m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())\n"
+        "initlab.probe(m, torch.randn(3, 4), generator=torch.Generator().manual_seed(0))\n"
+        "print('sympy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
