@@ -177,16 +177,27 @@ def wait_traces_change(page: Any, action: Callable[[], None]) -> None:
 def choose(page: Any, key: str, option: str) -> None:
     """Pick `option` in the selectbox with widget key `key`: click it, type, click the option."""
     box = page.locator(f".st-key-{key.replace('.', '-')} input[role=combobox]")
-    box.click()
-    box.fill(option)
-    page.get_by_role("option", name=option, exact=True).click()
+    box.wait_for()
+    wait_idle(page)
+    for attempt in range(3):  # a rerun landing meanwhile closes the list: open it again
+        box.click()
+        box.fill(option)
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=30_000)
+            return
+        except Exception:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+            wait_idle(page)
 
 
 def open_rules(page: Any, uid: int) -> None:
     """Unfold a scheme column's rules (folded by default, so the results are on screen)."""
     column = page.locator(f".st-key-column-{uid}")
     column.get_by_text("Rules", exact=True).first.click()
-    page.wait_for_timeout(200)
+    page.wait_for_timeout(300)
+    wait_idle(page)
 
 
 def type_number(page: Any, key: str, value: str) -> None:
