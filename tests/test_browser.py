@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import pytest
 # headless checks; tests/ is on sys.path for test modules (no __init__.py: rootdir imports).
 from test_ui_security import NAME_PAYLOADS, payload_experiment
 
+from benchmarks.first_chart import free_port, healthy
 from initlab.ui.urlstate import encode
 
 pytestmark = pytest.mark.browser
@@ -63,25 +62,11 @@ def small_experiment(seed: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- fixtures
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """`streamlit run app.py` on a free port; always terminated. Its log: artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = ARTIFACTS / "streamlit.log"
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -93,7 +78,7 @@ def server() -> Iterator[str]:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + STARTUP_S
-            while not _healthy(url):
+            while not healthy(url):
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"streamlit did not come up on {url} within {STARTUP_S} s:\n"
                                 + log_path.read_text()[-3000:])  # fmt: skip
