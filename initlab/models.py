@@ -109,11 +109,17 @@ NORMS: dict[str, Callable[[int], nn.Module | None]] = {
 
 
 def build_mlp(spec: Spec) -> nn.Module:
-    """depth × [Linear → (norm) → activation], no extra head: the signal-propagation network."""
+    """depth × [Linear → (norm) → activation], no extra head: the signal-propagation network.
+
+    With `head`, the last Linear is an output layer (no norm or activation after it), as a
+    training task needs: logits and regression targets take any sign.
+    """
     widths = list(spec.get("widths") or [spec["width"]] * (spec["depth"] + 1))
     layers: list[tuple[str, nn.Module]] = []
     for i in range(1, len(widths)):
         layers.append((f"fc{i}", nn.Linear(widths[i - 1], widths[i], bias=spec["bias"])))
+        if spec.get("head") and i == len(widths) - 1:
+            break
         norm = NORMS[spec["norm"]](widths[i])
         if norm is not None:
             layers.append((f"norm{i}", norm))
@@ -145,6 +151,7 @@ MLP_PARAMS = (
         "normalization between Linear and activation",
         choices=tuple(NORMS),
     ),
+    Param("head", "bool", False, "the last Linear is an output layer: no activation after it"),
 )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,14 +316,21 @@ def _call(model: nn.Module, inputs: Any) -> Any:
     return model(inputs)
 
 
-def _backward(output: Any, generator: torch.Generator | None) -> None:
-    """Backward from a standard-normal cotangent, so the output gradient has variance 1."""
+Loss = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _backward(output: Any, generator: torch.Generator | None, loss: Loss | None = None) -> None:
+    """Backward from a standard-normal cotangent, so the output gradient has variance 1; or,
+    with `loss`, from the scalar `loss(output)` (a training task's loss on its targets)."""
     out = first_tensor(output)
     if out is None or not out.requires_grad:
         return
-    # Drawn on the CPU from `generator`, so every device gives the same numbers.
-    cotangent = torch.randn(out.shape, generator=generator, dtype=out.dtype)
     try:
+        if loss is not None:
+            loss(out).backward()
+            return
+        # Drawn on the CPU from `generator`, so every device gives the same numbers.
+        cotangent = torch.randn(out.shape, generator=generator, dtype=out.dtype)
         # d(sum(out · c))/d(out) is c, bit for bit; unlike out.backward(c), it does not make
         # autograd import torch.fx's symbolic shapes (and sympy) on a process's first backward
         (out * cotangent.to(out.device)).sum().backward()
@@ -342,11 +349,13 @@ def probe(
     bins: int = BINS,
     train: bool = True,
     dropout: bool = False,
+    loss: Loss | None = None,
 ) -> ProbeResult:
     """Run `model` on `inputs` (a tensor, a tuple of positional tensors, or a dict of keyword
     tensors) and measure every leaf call, functional activation and block; with `backward`,
     also the gradients. `train` is the modules' mode (BatchNorm's batch statistics);
-    `dropout` False makes dropout the identity, whatever the mode."""
+    `dropout` False makes dropout the identity, whatever the mode. `loss` (output -> scalar)
+    replaces the random cotangent: the gradients are then the loss's own."""
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins: must be a whole number >= 1; got {bins!r}")
     recorder = _Recorder(model, backward, bins)
@@ -356,7 +365,7 @@ def probe(
             with observer:  # the forward pass only: backward calls no torch functions of ours
                 output = _call(model, inputs)
             if backward:
-                _backward(output, generator)
+                _backward(output, generator, loss)
         del output  # nothing of the pass outlives the statistics
         grad_var = _param_grad_var(model, recorder.broadcast_modules()) if backward else {}
     return ProbeResult(recorder.table(), histogram_table(recorder.hists), grad_var)
