@@ -256,13 +256,8 @@ def loss_figure(
     }
     if all(part["mean"].isna().all() for part in parts.values()):
         return _empty(title, "no finite loss to plot: every recorded loss is non-finite")
-    fig, palette = go.Figure(), _colors_for(training, colors)
-    schemes = scheme_order(training)
-    for scheme in schemes:
-        drawn = [(split, p[p["scheme"] == scheme]) for split, p in parts.items()]
-        drawn = [(split, own) for split, own in drawn if own["mean"].notna().any()]
-        for i, (split, own) in enumerate(drawn):  # the first line drawn names the scheme
-            _series(fig, own, scheme, palette[scheme], split, legend=i == 0)
+    fig, schemes = go.Figure(), scheme_order(training)
+    _loss_lines(fig, parts, schemes, _colors_for(training, colors))
     _keys(fig, window)
     for y, label in _references(floor, chance, floor_note):
         _level(fig, y, label, _span(training))
@@ -270,6 +265,17 @@ def loss_figure(
     fig.update_yaxes(title_text="loss", type="log", exponentformat="power")
     legend = legend_layout([_text(s) for s in schemes] + _key_names(window), width)
     return _place_legend(_style(fig, title), legend, _axis_px({}))
+
+
+def _loss_lines(
+    fig: go.Figure, parts: dict[str, pd.DataFrame], schemes: list[str], palette: dict[str, str]
+) -> None:
+    """Each scheme's train and held-out lines; the first one drawn names the scheme."""
+    for scheme in schemes:
+        drawn = [(split, part[part["scheme"] == scheme]) for split, part in parts.items()]
+        drawn = [(split, own) for split, own in drawn if own["mean"].notna().any()]
+        for i, (split, own) in enumerate(drawn):
+            _series(fig, own, scheme, palette[scheme], split, legend=i == 0)
 
 
 def _loss_summary(rows: pd.DataFrame) -> pd.DataFrame:
@@ -456,8 +462,8 @@ def _depth_ticks(names: list[str]) -> dict:
 def activation_heatmap(layers: pd.DataFrame, role: str | None = "weight") -> go.Figure:
     """log10 of the activation variance (mean over seeds) at each depth and record step, a
     panel per scheme on one shared colour scale. `role` keeps one kind of row ("weight":
-    outputs of layers with weights, ...); None keeps every row. Depth runs down the y axis, the
-    input at the top as a model prints; steps run across, as categories in increasing order."""
+    outputs of layers with weights, ...); None keeps every row. Depth runs down the y axis,
+    record steps across (as categories, in increasing order)."""
     if role is not None and role not in LAYER_ROLES:
         raise ValueError(f"role must be None or one of {', '.join(LAYER_ROLES)}; got {role!r}")
     words = ROLE_WORDS["all" if role is None else role]
@@ -477,14 +483,20 @@ def activation_heatmap(layers: pd.DataFrame, role: str | None = "weight") -> go.
         cols=len(schemes), shared_yaxes=True, subplot_titles=[_text(s) for s in schemes]
     )
     _heatmaps(fig, cells, schemes, steps)
+    left = _heat_axes(fig, cells, steps, words)
+    return _style(fig, title, bottom=70).update_layout(margin_l=left)
+
+
+def _heat_axes(fig: go.Figure, cells: pd.DataFrame, steps: list[str], words: str) -> int:
+    """Depth down the y axis (the input at the top, as a model prints), steps across as
+    categories; returns the left margin the named depth ticks and the y title need."""
     names = cells.groupby("depth", sort=True)["layer"].first().astype(str).tolist()
     ticks = _depth_ticks(names)
     fig.update_yaxes(autorange="reversed", **ticks)
     fig.update_yaxes(title_text=f"depth ({words}, from the input)", col=1)
     fig.update_xaxes(title_text="step", type="category", categoryorder="array", categoryarray=steps)
-    # room on the left for the named ticks and the y title beside them
     longest = max((text_px(_plain(t), TICK_FONT_PX) for t in ticks.get("ticktext", [])), default=0)
-    return _style(fig, title, bottom=70).update_layout(margin_l=max(MARGIN_L, 40 + int(longest)))
+    return max(MARGIN_L, 40 + math.ceil(longest))
 
 
 def _heatmaps(fig: go.Figure, cells: pd.DataFrame, schemes: list[str], steps: list[str]) -> None:
