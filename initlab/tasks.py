@@ -287,7 +287,7 @@ def _teacher_checks(
     model: Spec, input_shape: Shape, input_spec: dict[str, Any], output_shape: Shape
 ) -> None:
     """Float input that varies, and data within the bound."""
-    if input_spec.get("distribution") == "tokens":
+    if input_spec.get("distribution") == "tokens" or MODELS[model["name"]].tokens(model):
         raise ValueError(
             "training.task: 'teacher' regresses on float input; input.distribution 'tokens' "
             "gives token ids (try 'tokens')"

@@ -301,6 +301,9 @@ def test_teacher_refusals() -> None:
     model = spec(name="mlp", depth=1, width=4)
     with pytest.raises(ValueError, match=r"training\.task: 'teacher'.*'tokens'"):
         make_data(TASKS["teacher"], CUSTOM_TOKENS, (4,), {"distribution": "tokens"}, (4,))
+    transformer = spec(name="transformer", vocab_size=20, seq_len=4, d_model=8)
+    with pytest.raises(ValueError, match=r"training\.task: 'teacher'.*'tokens'"):
+        make_data(TASKS["teacher"], transformer, (4,), {}, (4, 20))
     with pytest.raises(ValueError, match=r"input\.std"):
         make_data(TASKS["teacher"], model, (4,), {"mean": 1.0, "std": 0.0}, (4,))
     big = spec(name="resnet", image_size=1024)
