@@ -1,5 +1,5 @@
-"""`python -m initlab ...`: run an experiment file, list what exists, export code, print the
-experiment file's JSON Schema.
+"""`python -m initlab ...`: run an experiment file, train its schemes briefly, list what
+exists, export code, print the experiment file's JSON Schema.
 
 Any invalid input ends with one or two lines on stderr and exit status 2, never a traceback.
 """
@@ -22,6 +22,7 @@ from initlab.models import MODELS
 from initlab.outline import meta_model
 from initlab.presets import PRESETS
 from initlab.report import build_report
+from initlab.training import Trainer, TrainingResults
 
 EXIT_INVALID = 2
 
@@ -37,10 +38,15 @@ def _parser() -> argparse.ArgumentParser:
         choices=("cpu", "cuda", "auto"),
         help="run on this device (overrides the experiment's 'device')",
     )
+    train_p = sub.add_parser(
+        "train", help="train each scheme briefly (the experiment's 'training'); write CSV tables"
+    )
+    train_p.add_argument("experiment", help="experiment JSON file")
+    train_p.add_argument("--out", required=True, help="folder for the results")
     code_p = sub.add_parser("code", help="print a scheme as an initialize_weights function")
     code_p.add_argument("experiment", help="experiment JSON file")
     code_p.add_argument("--scheme", help="scheme name (default: every scheme)")
-    for p in (run_p, code_p):
+    for p in (run_p, train_p, code_p):
         p.add_argument("--allow-custom-models", action="store_true",
                        help="allow a 'custom' model (imports and runs your factory's code); "
                        "or set INITLAB_ALLOW_CUSTOM_MODELS=1")  # fmt: skip
@@ -89,15 +95,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.device:
         exp = exp.model_copy(update={"device": args.device})
     results: Results = run(exp, progress=_progress())
+    _write_all(exp, results, None, out)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """The probe's tables, then the training's, next to them; progress on stderr."""
+    out = check_out(args.out)
+    exp = Experiment.from_json(args.experiment, allow_custom=_allow_custom(args))
+    if exp.training is None:
+        raise ValueError(
+            f"{args.experiment}: no 'training' section; add one, e.g. "
+            '"training": {"task": "teacher", "steps": 300}'
+        )
+    trainer = Trainer(exp)  # refuses an unsuitable task or a run over budget before any work
+    results: Results = run(exp, progress=_progress())
+    trainer.run(progress=_progress())
+    _write_all(exp, results, trainer.results(), out)
+    return 0
+
+
+def _write_all(
+    exp: Experiment, results: Results, training: TrainingResults | None, out: Path
+) -> None:
     print_warnings(results)
     paths = results.write_csv(out)
+    if training is not None:
+        paths += training.write_csv(out)
     (out / "experiment.json").write_text(exp.to_json() + "\n", encoding="utf-8")
     tables = {"layers": results.layers, "params": results.params, "histograms": results.histograms,
               "warnings": results.warnings}  # fmt: skip
-    (out / "report.html").write_text(build_report(exp, tables), encoding="utf-8")
+    report = build_report(exp, tables, training)
+    (out / "report.html").write_text(report, encoding="utf-8")
     for path in [*paths, out / "experiment.json", out / "report.html"]:
         print(path)
-    return 0
 
 
 def print_warnings(results: Results) -> None:
@@ -150,6 +181,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "train": cmd_train,
     "code": cmd_code,
     "methods": cmd_methods,
     "presets": cmd_presets,

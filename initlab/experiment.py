@@ -44,6 +44,8 @@ from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, histogram_tab
 from initlab.reading import parse_json, read_bounded
 from initlab.schemes import PARAMS_COLUMNS, Scheme, apply_scheme, validate_scheme
 from initlab.stats import histogram, summarize
+from initlab.tasks import check_task, default_task
+from initlab.training_spec import OptimizerSpec, TrainingSpec
 
 Progress = Callable[[float, str], None]
 # Name and param globs over all schemes (each scheme has at most schemes.MAX_RULES rules): every
@@ -94,6 +96,7 @@ class Experiment(BaseModel):
     dropout: StrictBool = False  # off: dropout is the identity in the probe, whatever the mode
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     bins: StrictInt = Field(64, ge=4, le=512)
+    training: TrainingSpec | None = None  # a short training run per (scheme, seed): train()
 
     @field_validator("model", mode="before")
     @classmethod
@@ -127,6 +130,14 @@ class Experiment(BaseModel):
     @model_validator(mode="after")
     def _input_fits_model(self) -> Experiment:
         _check_input(self.model, self.input)
+        return self
+
+    @model_validator(mode="after")
+    def _task_suits_model(self) -> Experiment:
+        if self.training is not None:
+            given = self.input.model_dump()
+            task = self.training.task or default_task(self.model, given)
+            check_task(task, self.model, input_spec=given)
         return self
 
     # ------------------------------------------------------------ construction and export
@@ -171,10 +182,12 @@ class Experiment(BaseModel):
         return cls.from_dict(parse_json(text, where), allow_custom)
 
     def to_dict(self) -> dict[str, Any]:
-        out = self.model_dump(mode="json", exclude={"schemes"})
+        out = self.model_dump(mode="json", exclude={"schemes", "training"})
         out["model"] = {k: v for k, v in out["model"].items() if v is not None}
         out["input"] = {k: v for k, v in out["input"].items() if v is not None}
         out["schemes"] = [s.to_dict() for s in self.schemes]
+        if self.training is not None:  # absent stays absent: older files and links unchanged
+            out["training"] = self.training.model_dump(mode="json", exclude_none=True)
         return out
 
     def to_json(self) -> str:
@@ -296,8 +309,16 @@ def format_errors(exc: ValidationError, most: int = 3) -> str:
     return "\n".join(lines + ([f"... and {more} more"] if more > 0 else []))
 
 
+# The sections whose unknown fields are answered with their own allowed fields.
+SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
+    ("input",): InputSpec,
+    ("training",): TrainingSpec,
+    ("training", "optimizer"): OptimizerSpec,
+}
+
+
 def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
-    model = InputSpec if loc and loc[0] == "input" and len(loc) == 2 else Experiment
+    model = SECTIONS.get(tuple(str(part) for part in loc[:-1]), Experiment)
     return list(model.model_fields)
 
 

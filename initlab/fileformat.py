@@ -30,6 +30,14 @@ from initlab.models import _FACTORY, MAX_MLP_DEPTH, MODELS, ModelEntry
 from initlab.params import MAX_MAGNITUDE, Param
 from initlab.presets import PRESETS
 from initlab.schemes import LAYERS_PATTERN, MAX_GLOB_CHARS, MAX_NAME_CHARS, MAX_RULES
+from initlab.tasks import TASKS
+from initlab.training_spec import (
+    MAX_RECORDS,
+    MAX_STEPS,
+    OPTIMIZER_FIELDS,
+    OptimizerSpec,
+    TrainingSpec,
+)
 
 Schema = dict[str, Any]
 
@@ -43,7 +51,7 @@ FAMILY_NAMES = list(FAMILIES)
 
 def experiment_schema() -> Schema:
     """The JSON Schema of the experiment file, as a plain dict (`json.dumps` it)."""
-    plain = _plain_fields(Experiment, exclude=("model", "input"))
+    plain = _plain_fields(Experiment, exclude=("model", "input", "training"))
     plain["schemes"]["items"] = {"$ref": "#/$defs/scheme"}
     plain["seeds"]["items"] = {"type": "integer", "minimum": 0}  # as Experiment._seeds
     plain["seeds"]["uniqueItems"] = True
@@ -57,6 +65,7 @@ def experiment_schema() -> Schema:
             "model": {"$ref": "#/$defs/model"},
             "input": {"$ref": "#/$defs/input"},
             **plain,
+            "training": {"$ref": "#/$defs/training"},
         },
         "required": ["model", "schemes"],
         "additionalProperties": False,
@@ -77,9 +86,68 @@ def _defs() -> dict[str, Schema]:
         "scheme_name": _scheme_name(),
         "method_spec": _method_spec(),
         "gain": _gain(),
+        "training": _training(),
+        "optimizer": _optimizer(),
     }
     defs |= {f"method.{name}": _method(method) for name, method in METHODS.items()}
     return defs
+
+
+# ---------------------------------------------------------------- training
+
+
+def _training() -> Schema:
+    """The training section: pydantic's own bounds, the task from the registry; which task
+    suits which model, and record_at within steps, are left to Experiment.from_dict."""
+    properties = _plain_fields(TrainingSpec, exclude=("task", "optimizer", "record_at"))
+    properties["task"] = {
+        "enum": [*TASKS, None],
+        "default": None,
+        "description": "what is learned: "
+        + "; ".join(f"{t.name}: {t.summary}" for t in TASKS.values())
+        + "; null: the model's own",
+    }
+    properties["optimizer"] = {"$ref": "#/$defs/optimizer"}
+    steps = {"type": "integer", "minimum": 0, "maximum": MAX_STEPS}
+    records = {"type": "array", "items": steps, "minItems": 1, "maxItems": MAX_RECORDS}
+    properties["record_at"] = {
+        "anyOf": [records, {"type": "null"}],
+        "default": None,
+        "description": "steps with per-layer statistics, increasing; null: log-spaced",
+    }
+    return {
+        "anyOf": [{"type": "null"}, _object(TrainingSpec.__doc__, properties)],
+    }
+
+
+def _optimizer() -> Schema:
+    """One optimizer by name with only its own fields, or its name alone."""
+    bounds = _plain_fields(OptimizerSpec)
+    variants = [
+        _object(
+            f"{name}; defaults {defaults}",
+            {"name": {"const": name}} | {k: _number_only(bounds[k]) for k in defaults},
+            required=["name"],
+        )
+        for name, defaults in OPTIMIZER_FIELDS.items()
+    ]
+    return {"oneOf": [{"enum": list(OPTIMIZER_FIELDS)}, *variants]}
+
+
+def _number_only(prop: Schema) -> Schema:
+    """A field pydantic declares as `number | null`: a number here (null means 'default')."""
+    numbers = [p for p in prop.get("anyOf", [prop]) if p.get("type") == "number"]
+    return {**numbers[0], "description": prop.get("description", "")} if numbers else prop
+
+
+def _object(description: str | None, properties: dict[str, Schema], **extra: Any) -> Schema:
+    return {
+        "type": "object",
+        "description": description or "",
+        "properties": properties,
+        "additionalProperties": False,
+        **extra,
+    }
 
 
 # ---------------------------------------------------------------- plain fields (pydantic)

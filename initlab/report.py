@@ -8,11 +8,13 @@ import html
 import pandas as pd
 import plotly.graph_objects as go
 
-from initlab import plots
+from initlab import plots, plots_training
 from initlab.codegen import to_code
 from initlab.experiment import Experiment
 from initlab.health import default_role, layer_health, verdicts
 from initlab.outline import meta_model
+from initlab.training import TrainingResults
+from initlab.training_words import training_verdicts
 
 STYLE = """
 body { font-family: Inter, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
@@ -74,8 +76,32 @@ def _warnings_html(tables: dict[str, pd.DataFrame]) -> str:
     return "<h2>Warnings</h2><ul>" + "".join(items) + "</ul>"
 
 
-def build_report(exp: Experiment, tables: dict[str, pd.DataFrame]) -> str:
-    """The whole report as one HTML string."""
+def _training_html(training: TrainingResults | None, colors: dict[str, str]) -> list[str]:
+    """The training section: one line per scheme, then its figures (plotly.js already loaded)."""
+    if training is None:
+        return []
+    lines = training_verdicts(training.training, training.runs, training.chance, training.floor)
+    items = [
+        f"<li><span class='dot' style='color:{colors.get(s, '#444')}'>●</span> "
+        f"<b>{html.escape(s)}</b>: {html.escape(v)}</li>"
+        for s, v in lines.items()
+    ]
+    note = f"<p>{html.escape(training.note)}</p>" if training.note else ""
+    figs = [
+        plots_training.loss_figure(training.training, training.floor, training.chance),
+        plots_training.accuracy_figure(training.training),
+        plots_training.update_ratio_figure(training.params),
+        plots_training.activation_heatmap(training.layers),
+    ]
+    body = [fig.to_html(full_html=False, include_plotlyjs=False) for fig in figs if fig]
+    head = f"<h2>Training: {html.escape(training.task)}, {training.steps} steps</h2>"
+    return [head, note, "<ul>" + "".join(items) + "</ul>", *body]
+
+
+def build_report(
+    exp: Experiment, tables: dict[str, pd.DataFrame], training: TrainingResults | None = None
+) -> str:
+    """The whole report as one HTML string; with `training`, its section after the verdicts."""
     colors = plots.scheme_colors([s.name for s in exp.schemes])
     # An experiment is only built with the caller's permission for its model, so its outline
     # may be built here; the code then names the classes this model has.
@@ -87,6 +113,7 @@ def build_report(exp: Experiment, tables: dict[str, pd.DataFrame]) -> str:
         _verdicts_html(exp, tables["layers"], colors),
         _warnings_html(tables),
         *_figure_html(_figures(tables, colors, exp.input_variance())),
+        *_training_html(training, colors),
         "<h2>Health</h2>",
         layer_health(tables["layers"]).to_html(index=False),
         "<h2>Parameters</h2>",
