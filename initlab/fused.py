@@ -126,8 +126,9 @@ def _layout(shape: tuple[int, ...], dim: int | None) -> tuple[int, int, int]:
 
 def bin_counts(x: torch.Tensor, bins: int, index: tuple) -> np.ndarray | None:
     """Counts per bin of the finite, eligible `x` with the torch path's bin `index` parameters
-    (see `stats._index_parameters`); None when `x` is not eligible."""
-    if not eligible(x):
+    (see `stats._index_parameters`); None when `x` is not eligible, or for float32 indices
+    beyond the kernel's int32 ones."""
+    if not eligible(x) or (index[0] == "float32" and bins > INDEX_LIMIT):
         return None
     counts = np.zeros(bins, np.int64)
     if index[0] == "float32":
@@ -162,71 +163,172 @@ def _finish(s, q, mn, mx, floats):  # pragma: no cover - compiled
     floats[3] = mx.max()
 
 
-@_jit("void(float32[::1], int64, float32, float32, float64[::1], int64[::1])")
-def _rows(a, width, lo, hi, floats, ints):  # pragma: no cover - compiled
-    """`a` as rows of `width` units: per-unit lanes (independent, so the loop vectorizes)."""
-    s = np.zeros(width, np.float64)
-    q = np.zeros(width, np.float64)
-    mn = np.full(width, np.inf, np.float32)
-    mx = np.full(width, -np.inf, np.float32)
-    z = np.zeros(width, np.int64)
-    sat = np.zeros(width, np.int64)
-    rows = a.size // width
-    for r in range(rows):
-        row = a[r * width : (r + 1) * width]
+# Rows taken together by `_accumulate`: each accumulator is loaded and stored once per ROWS
+# rows instead of once per element (the additions keep their order: row r, then r + 1, ...).
+ROWS = 4
+# The per-lane counts are int32 (half the memory traffic of int64), flushed into int64 totals
+# at least every COUNT_FLUSH rows, so they cannot overflow.
+COUNT_FLUSH = 1 << 30
+
+
+@_jit(
+    "void(float32[::1], int64, int64, int64, float32, float32, float64[::1], float64[::1], "
+    "float32[::1], float32[::1], int32[::1], int32[::1])"
+)
+def _accumulate(a, start, rows, width, lo, hi, s, q, mn, mx, z, sat):  # pragma: no cover
+    """Adds `rows` rows of `width` lanes, from a[start], into the per-lane accumulators, in
+    row order; the lanes are independent, so the loop over them vectorizes."""
+    r = 0
+    while r + ROWS <= rows:
+        b = start + r * width
+        r0, r1 = a[b : b + width], a[b + width : b + 2 * width]
+        r2, r3 = a[b + 2 * width : b + 3 * width], a[b + 3 * width : b + 4 * width]
+        for j in range(width):
+            v0, v1, v2, v3 = r0[j], r1[j], r2[j], r3[j]
+            d0, d1, d2, d3 = np.float64(v0), np.float64(v1), np.float64(v2), np.float64(v3)
+            s[j] = s[j] + d0 + d1 + d2 + d3
+            q[j] = q[j] + d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3
+            # Selects on a loaded value (not min()): no masked stores, no NaN handling (a
+            # tensor with NaN leaves the fused path by its sum of squares anyway).
+            m = mn[j]
+            m = m if m <= v0 else v0
+            m = m if m <= v1 else v1
+            m = m if m <= v2 else v2
+            mn[j] = m if m <= v3 else v3
+            m = mx[j]
+            m = v0 if v0 > m else m
+            m = v1 if v1 > m else m
+            m = v2 if v2 > m else m
+            mx[j] = v3 if v3 > m else m
+            z[j] += np.int32(v0 == 0) + np.int32(v1 == 0) + np.int32(v2 == 0) + np.int32(v3 == 0)
+            sat[j] += (
+                (np.int32(v0 <= lo) | np.int32(v0 >= hi))
+                + (np.int32(v1 <= lo) | np.int32(v1 >= hi))
+                + (np.int32(v2 <= lo) | np.int32(v2 >= hi))
+                + (np.int32(v3 <= lo) | np.int32(v3 >= hi))
+            )
+        r += ROWS
+    for rest in range(r, rows):
+        row = a[start + rest * width : start + (rest + 1) * width]
         for j in range(width):
             v = row[j]
             d = np.float64(v)
             s[j] += d
             q[j] += d * d
-            mn[j] = v if v < mn[j] else mn[j]  # plain selects: faster than min() here
-            mx[j] = v if v > mx[j] else mx[j]
-            z[j] += np.int64(v == 0)
-            sat[j] += np.int64(v <= lo) | np.int64(v >= hi)
+            m = mn[j]
+            mn[j] = m if m <= v else v
+            m = mx[j]
+            mx[j] = v if v > m else m
+            z[j] += np.int32(v == 0)
+            sat[j] += np.int32(v <= lo) | np.int32(v >= hi)
+
+
+@_jit("void(float32[::1], int64, float32, float32, float64[::1], int64[::1])")
+def _rows(a, width, lo, hi, floats, ints):  # pragma: no cover - compiled
+    """`a` as rows of `width` units: per-unit lanes."""
+    s = np.zeros(width, np.float64)
+    q = np.zeros(width, np.float64)
+    mn = np.full(width, np.inf, np.float32)
+    mx = np.full(width, -np.inf, np.float32)
+    z, sat = np.zeros(width, np.int32), np.zeros(width, np.int32)
+    zeros = np.zeros(width, np.int64)
+    saturated = 0
+    rows = a.size // width
+    for first in range(0, rows, COUNT_FLUSH):
+        n = min(COUNT_FLUSH, rows - first)
+        _accumulate(a, first * width, n, width, lo, hi, s, q, mn, mx, z, sat)
+        zeros += z
+        saturated += sat.sum()
+        z[:] = 0
+        sat[:] = 0
     _finish(s, q, mn, mx, floats)
-    ints[0] = z.sum()
-    ints[1] = sat.sum()
-    ints[2] = (z == rows).sum()
+    ints[0] = zeros.sum()
+    ints[1] = saturated
+    ints[2] = (zeros == rows).sum()
 
 
 @_jit("void(float32[::1], int64, int64, float32, float32, float64[::1], int64[::1])")
 def _blocks(a, units, inner, lo, hi, floats, ints):  # pragma: no cover - compiled
-    """`a` as outer × units × inner, each contiguous block of `inner` in LANES lanes."""
+    """`a` as outer × units × inner, each contiguous block of `inner` in LANES lanes: its
+    whole chunks of LANES as rows of `_accumulate`, then the rest in lanes 0, 1, ..."""
     s = np.zeros(LANES, np.float64)
     q = np.zeros(LANES, np.float64)
     mn = np.full(LANES, np.inf, np.float32)
     mx = np.full(LANES, -np.inf, np.float32)
+    z, sat = np.zeros(LANES, np.int32), np.zeros(LANES, np.int32)
     alive = np.zeros(units, np.bool_)
-    zeros, sat = 0, 0
+    zeros, saturated = 0, 0
+    whole = inner // LANES
     for block in range(a.size // inner):
-        base, zb = block * inner, 0
-        for start in range(0, inner, LANES):
-            for j in range(min(LANES, inner - start)):
-                v = a[base + start + j]
-                d = np.float64(v)
-                s[j] += d
-                q[j] += d * d
-                mn[j] = v if v < mn[j] else mn[j]
-                mx[j] = v if v > mx[j] else mx[j]
-                zb += np.int64(v == 0)
-                sat += np.int64(v <= lo) | np.int64(v >= hi)
+        base = block * inner
+        zb = 0
+        for first in range(0, whole, COUNT_FLUSH):
+            n = min(COUNT_FLUSH, whole - first)
+            _accumulate(a, base + first * LANES, n, LANES, lo, hi, s, q, mn, mx, z, sat)
+            zb += z.sum()
+            saturated += sat.sum()
+            z[:] = 0
+            sat[:] = 0
+        for j in range(inner - whole * LANES):
+            v = a[base + whole * LANES + j]
+            d = np.float64(v)
+            s[j] += d
+            q[j] += d * d
+            mn[j] = v if v < mn[j] else mn[j]
+            mx[j] = v if v > mx[j] else mx[j]
+            zb += np.int64(v == 0)
+            saturated += np.int64(v <= lo) | np.int64(v >= hi)
         zeros += zb
         if zb < inner:
             alive[block % units] = True
     _finish(s, q, mn, mx, floats)
     ints[0] = zeros
-    ints[1] = sat
+    ints[1] = saturated
     ints[2] = units - alive.sum()
+
+
+# Elements whose bin indices are computed (vectorized) before they are counted; the indices
+# are unsigned 32-bit, for bins up to INDEX_LIMIT (4 sub-histograms still index in 32 bits).
+INDEX_BLOCK = 2048
+INDEX_LIMIT = 1 << 30
+
+
+@_jit("void(uint32[::1], int64, int32[::1], int64)")
+def _count4(index, n, sub, bins):  # pragma: no cover - compiled
+    """Counts index[:n] into 4 sub-histograms of `bins` in `sub`, in turn (unsigned indices:
+    no negative-index wraparound to check)."""
+    whole = n - n % 4
+    b1, b2, b3 = np.uint32(bins), np.uint32(2 * bins), np.uint32(3 * bins)
+    for i in range(0, whole, 4):
+        sub[index[i]] += 1
+        sub[b1 + index[i + 1]] += 1
+        sub[b2 + index[i + 2]] += 1
+        sub[b3 + index[i + 3]] += 1
+    for i in range(whole, n):
+        sub[index[i]] += 1
 
 
 @_jit("void(float32[::1], float32, float32, int64[::1])")
 def _bins32(a, scale, offset, counts):  # pragma: no cover - compiled
-    """The torch path's float32 bin index: (x·scale − offset) cut to [0, bins − 1], truncated."""
-    top = np.float32(counts.size - 1)
-    for i in range(a.size):
-        v = a[i] * scale - offset
-        v = min(max(v, np.float32(0)), top)
-        counts[int(v)] += 1
+    """The torch path's float32 bin index: (x·scale − offset) cut to [0, bins − 1], truncated;
+    the indices a block at a time (a loop that vectorizes), counted into 4 int32 sub-histograms
+    in turn (consecutive elements in one bin would otherwise wait on each other's increment),
+    added into `counts` every COUNT_FLUSH elements, before an int32 could overflow."""
+    bins = counts.size
+    top = np.float32(bins - 1)
+    sub = np.zeros(4 * bins, np.int32)
+    index = np.empty(INDEX_BLOCK, np.uint32)
+    for first in range(0, a.size, COUNT_FLUSH):
+        part = a[first : min(first + COUNT_FLUSH, a.size)]
+        for start in range(0, part.size, INDEX_BLOCK):
+            block = part[start : start + INDEX_BLOCK]
+            for i in range(block.size):
+                v = block[i] * scale - offset
+                index[i] = np.uint32(min(max(v, np.float32(0)), top))
+            _count4(index, block.size, sub, bins)
+        for k in range(4):
+            counts += sub[k * bins : (k + 1) * bins]
+        sub[:] = 0
 
 
 @_jit("void(float32[::1], float64[::1], float64, float64, int64[::1])")

@@ -203,3 +203,61 @@ def test_runs_equal_with_the_fused_path_on_and_off(model: str) -> None:
 def close_to(a: pd.Series, b: pd.Series, scale: pd.Series) -> bool:
     both_nan = a.isna() & b.isna()
     return bool(((a - b).abs() <= REL * scale.abs() + 0.0).where(~both_nan, True).all())
+
+
+def lane_order_sums(a: np.ndarray, width: int) -> tuple[float, float]:
+    """The kernels' summation order, recomputed in numpy float64: each lane (column) summed
+    row by row, then the lanes in order (np.add.accumulate adds strictly left to right)."""
+    d = a.astype(np.float64).reshape(-1, width)
+    lanes, squares = np.add.accumulate(d, axis=0)[-1], np.add.accumulate(d * d, axis=0)[-1]
+    return float(np.add.accumulate(lanes)[-1]), float(np.add.accumulate(squares)[-1])
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 7, 8, 9, 13])
+@pytest.mark.parametrize("width", [3, 8, 17])
+def test_rows_kernel_sums_in_lane_order_for_any_row_count(rows: int, width: int) -> None:
+    """Rows taken four at a time and the rows left over add in the same order, bit for bit;
+    counts, min and max are exact."""
+    g = torch.Generator().manual_seed(rows * 100 + width)
+    x = torch.randn(rows, width, generator=g).clamp(min=0) * 0.7
+    r = fused.reduce(x, (0.0, 1.0), 1)
+    a = x.numpy()
+    assert (r.total, r.squares) == lane_order_sums(a, width)
+    assert (r.low, r.high) == (float(a.min()), float(a.max()))
+    assert r.zeros == int((a == 0).sum())
+    assert r.saturated == int(((a <= np.float32(0.01)) | (a >= np.float32(0.99))).sum())
+    assert r.dead_units == int((a == 0).all(axis=0).sum())
+
+
+@pytest.mark.parametrize("inner", [1, 5, 8, 9, 16, 31, 40])
+def test_blocks_kernel_sums_each_block_in_lanes_of_eight(inner: int) -> None:
+    """outer × units × inner with `inner` not a multiple of the 8 lanes: each block's whole
+    chunks of 8 go to lanes 0–7 in order, its rest to lanes 0, 1, ...; dead units exact."""
+    x = torch.randn(3, 4, inner, generator=torch.Generator().manual_seed(inner)).clamp(min=0)
+    x[:, 1:3] = 0.0  # units 1 and 2 dead
+    r = fused.reduce(x, None, 1)
+    a, s, q = x.numpy().astype(np.float64).reshape(-1, inner), np.zeros(8), np.zeros(8)
+    for block in a:
+        for i, v in enumerate(block):
+            s[i % 8] += v
+            q[i % 8] += v * v
+    assert (r.total, r.squares) == (
+        float(np.add.accumulate(s)[-1]),
+        float(np.add.accumulate(q)[-1]),
+    )
+    assert r.dead_units == 2 and r.zeros == int((a == 0).sum())
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 2047, 2048, 2049, 10_001])
+def test_bins_kernel_counts_every_element_once_across_blocks(size: int) -> None:
+    """The index blocks of 2048 and the 4 sub-histograms lose or double no element."""
+    x = torch.randn(size, generator=torch.Generator().manual_seed(size))
+    index = stats._index_parameters(x.dtype, -1.0, 1.0, 7)
+    expected = sum(torch.bincount(i, minlength=7) for i in stats._bin_indices(x, index, 7))
+    assert fused.bin_counts(x, 7, index).tolist() == expected.tolist()
+
+
+def test_bins_beyond_the_kernels_indices_take_the_torch_path() -> None:
+    x = torch.ones(4)
+    assert fused.bin_counts(x, fused.INDEX_LIMIT + 1, ("float32", 1.0, 0.0)) is None
+    assert fused.bin_counts(x, 64, ("float32", 1.0, 0.0)).tolist()[1] == 4
