@@ -119,6 +119,21 @@ def hist_names(kind: str, model_json: str) -> str:
     return f"hist_names_{kind}_{zlib.crc32(model_json.encode()):08x}"
 
 
+# ---------------------------------------------------------------- the Training view
+
+TRAINING = "training_settings"  # field -> value typed in the Training view (None: defaults)
+TRAINING_WIDGETS = "train."  # the prefix of the view's widgets (seeded from TRAINING)
+TRAINING_JOB = "training_job"  # the session's one training (initlab.ui.training_job.Job)
+TRAINED = "trained"  # training key -> TrainingResults, the last few (training_job.CACHED)
+TRAININGS_RUN = "trainings_run"  # counted for the tests: trainings started
+
+
+def training_widget(field: str) -> str:
+    """A Training setting's widget; a field of the optimizer is per optimizer (`sgd.lr`), so
+    switching back finds what was typed."""
+    return f"{TRAINING_WIDGETS}{field}"
+
+
 # ---------------------------------------------------------------- the page's memory
 
 TYPED = "typed"  # widget key -> the value it last had; survives runs that do not draw it

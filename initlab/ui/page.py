@@ -17,7 +17,7 @@ from initlab.models import MODELS, normalize_model_spec
 from initlab.plots import scheme_colors
 from initlab.report import build_report
 from initlab.schemes import Scheme, validate_scheme
-from initlab.ui import editors, keys, model_panel, scheme_panel, state
+from initlab.ui import editors, keys, model_panel, scheme_panel, state, training_settings
 from initlab.ui.results_panel import results_ui
 from initlab.ui.runner import (
     matching_rules_cached,
@@ -49,14 +49,18 @@ def ensure_editors(activation: str) -> None:
     editors.follow_activation(activation)
 
 
-def assemble(model: dict, inputs: dict, options: dict, schemes: list[dict]) -> Experiment | None:
+def assemble(
+    model: dict, inputs: dict, options: dict, schemes: list[dict], training: dict | None = None
+) -> Experiment | None:
     """The experiment on screen, or None (with an error shown) when it is not valid."""
     if not schemes:
         st.error("No scheme is valid: fix the errors marked in the scheme columns.")
         return None
+    extra = {} if training is None else {"training": training}
     try:
         return Experiment.from_dict(
-            {"model": model, "input": inputs, **options, "schemes": schemes}, allow_custom=False
+            {"model": model, "input": inputs, **options, "schemes": schemes, **extra},
+            allow_custom=False,
         )
     except Exception as exc:  # a ValueError names the field; anything else is still a message
         st.error(md(describe(exc)))
@@ -114,11 +118,20 @@ def main() -> None:
         prune=scheme_pruner(model_json),
     )
     schemes = [s for s in columns if s]
-    exp = assemble(model, inputs, options, schemes)
+    exp = assemble(model, inputs, options, schemes, training_section(spec, inputs))
     if exp is None:
         show_last_good()
     else:
         show_results(exp)
+
+
+def training_section(spec: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The Training view's settings as the experiment's section (None: never set). The input
+    says whether the model takes token ids; a field the sidebar got wrong is main()'s to say."""
+    try:
+        return training_settings.section(spec, inputs)
+    except Exception:  # the input itself is invalid: assemble() names it
+        return None
 
 
 def load_error_ui() -> None:

@@ -4,7 +4,6 @@ tables, code, experiment. Everything here is display: changing it never reruns t
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,8 @@ from initlab.experiment import Experiment
 from initlab.health import default_role, thresholds
 from initlab.ui import keys, views
 from initlab.ui.state import load_upload
-from initlab.ui.text import md
+from initlab.ui.text import chip, md
+from initlab.ui.training_panel import training_tab
 
 ROLES = {
     "residual stream (block outputs)": "block",
@@ -33,17 +33,6 @@ def role_options(layers: pd.DataFrame) -> list[str]:
     blocks, since that is the quantity a residual network's init is judged on."""
     has_blocks = default_role(layers) == "block"
     return [label for label, role in ROLES.items() if role != "block" or has_blocks]
-
-
-_HEX_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
-
-
-def chip(color: str | None) -> str:
-    """A dot in the scheme's chart colour, drawn by streamlit's colour directive (no HTML);
-    only a plain hex colour goes into it, anything else is a grey dot."""
-    if color is None or not _HEX_COLOR.fullmatch(color):
-        return ":gray[●]"
-    return f':color[●]{{foreground="{color}"}}'
 
 
 def verdicts_ui(
@@ -309,6 +298,7 @@ TABS: tuple[tuple[str, Callable[[View], None]], ...] = (
     ("Variance by depth", variance_tab),
     ("Distributions", distributions_tab),
     ("Health", health_tab),
+    ("Training", training_tab),
     ("Tables", tables_tab),
     ("Code", code_tab),
     ("Experiment", experiment_tab),

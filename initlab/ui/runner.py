@@ -95,8 +95,10 @@ def slots_cached(model_json: str) -> dict:
 
 
 def scheme_key(exp: Experiment, scheme: Scheme) -> str:
-    """What one scheme's results depend on: everything but the other schemes and its name."""
+    """What one scheme's results depend on: everything but the other schemes, its name and
+    the training section (the probe measures step 0: a training setting never probes again)."""
     spec = exp.to_dict()
+    spec.pop("training", None)
     rules = scheme.to_dict()["rules"]
     spec["schemes"] = [{"name": "", "rules": rules}]
     return json.dumps(spec, sort_keys=True)

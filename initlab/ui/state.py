@@ -11,7 +11,7 @@ from initlab.experiment import Experiment
 from initlab.models import MODELS
 from initlab.presets import PRESETS
 from initlab.reading import parse_json
-from initlab.ui import keys
+from initlab.ui import keys, training_settings
 from initlab.ui.editors import new_editor, preset_editor
 from initlab.ui.text import describe, md
 from initlab.ui.urlstate import decode
@@ -45,6 +45,7 @@ def load_experiment(exp: Experiment) -> None:
     st.session_state[keys.OFFER_AUTO] = offer
     st.session_state.pop(keys.DEVICE_NOTE, None)
     activation = MODELS[exp.model["name"]].activation(exp.model)
+    training_settings.load(exp.training)
     st.session_state[keys.ACTIVATION] = activation
     st.session_state[keys.EDITORS] = [
         new_editor(

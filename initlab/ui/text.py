@@ -52,3 +52,14 @@ def describe(exc: Exception) -> str:
 
 def _shorten(text: str, most: int = MAX_SHOWN) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
+
+
+_HEX_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
+
+
+def chip(color: str | None) -> str:
+    """A dot in the scheme's chart colour, drawn by streamlit's colour directive (no HTML);
+    only a plain hex colour goes into it, anything else is a grey dot."""
+    if color is None or not _HEX_COLOR.fullmatch(color):
+        return ":gray[●]"
+    return f':color[●]{{foreground="{color}"}}'
