@@ -364,12 +364,14 @@ def histogram(
     Pass the tensor's `summary` when it is already computed, to save the reductions.
     """
     x = _flat(x)
+    if summary is None and x.numel():  # its non-finite count says whether to filter
+        summary = summarize(x)
     if summary is None or summary.nonfinite:
-        if summary is not None or not bool(torch.isfinite(x).all()):
-            x = x[torch.isfinite(x)]
+        x = x[torch.isfinite(x)]
         if x.numel() == 0:
             return [0.0] * (bins + 1), [0.0] * bins
         summary = summarize(x)
     lo, hi = histogram_range(summary, bins)
     counts = _bin_counts(x, lo, hi, bins)
-    return _edges(lo, hi, bins), [float(c) for c in counts.tolist()]
+    # float64 counts are exact (below 2**53); .tolist() makes the Python floats in one call
+    return _edges(lo, hi, bins), counts.cpu().numpy().astype(float).tolist()

@@ -180,3 +180,17 @@ def test_histogram_ignores_nonfinite_values():
     assert sum(counts) == 1000 - 9
     assert all(math.isfinite(e) for e in edges)
     assert np.abs(np.asarray(counts) - np_histogram(x, edges)).max() <= 2
+
+
+@pytest.mark.parametrize("bad", [0, 1, 7])
+def test_histogram_without_a_summary_is_the_histogram_of_the_finite_values(bad: int) -> None:
+    """Without a summary, the histogram is that of the finite values with their own summary
+    (whether or not any value is inf or NaN), its counts Python floats that sum to them."""
+    x = rand(4096, seed=bad)
+    x[:bad] = float("nan")
+    x[bad : 2 * bad] = -float("inf")
+    finite = x[torch.isfinite(x)]
+    edges, counts = histogram(x, 32)
+    assert (edges, counts) == histogram(finite, 32, summarize(finite))
+    assert all(type(c) is float for c in counts) and sum(counts) == finite.numel()
+    assert np.abs(np.asarray(counts) - np_histogram(finite, edges)).max() <= 2  # edge rounding
