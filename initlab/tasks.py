@@ -38,6 +38,7 @@ MAX_DATA_ELEMENTS = 64_000_000
 DIGITS_COUNT, DIGITS_TRAIN = 1797, 1437  # an 80/20 split
 DIGITS_CLASSES = 10
 TEACHER_HIDDEN = 64
+TEACHER_OUTPUTS = 10  # the mlp's output layer for the teacher, as the image models have
 TEACHER_TRAIN, TEACHER_HELDOUT, TEACHER_MIN_HELDOUT = 4096, 1024, 64
 TOKENS_TRAIN, TOKENS_HELDOUT, TOKENS_MIN_HELDOUT = 2048, 256, 32
 SUCCESSORS = 4  # distinct next tokens of each token: a sparse chain even for a big vocabulary
@@ -308,14 +309,23 @@ def _teacher_checks(
 
 
 def _teacher_adapt(model: Spec) -> tuple[Spec, str | None]:
-    """An mlp's last Linear becomes an output layer: targets take any sign."""
+    """An mlp ends in a 10-way output layer, as the image models do: ten targets, and no
+    activation after the last Linear, so outputs take any sign. (Regressing onto its 256
+    outputs, the mean squared error gives each a 256th of the gradient: at a learning rate
+    that trains the rest, the mlp would not move off the mean in a few hundred steps.)"""
     spec = _as_given(model)
-    if spec["name"] != "mlp" or spec["head"]:
+    if spec["name"] != "mlp":
         return spec, None
-    adapted = normalize_model_spec({**spec, "head": True})
+    given = spec["widths"] or [spec["width"]] * (spec["depth"] + 1)
+    widths = [*list(given)[:-1], TEACHER_OUTPUTS]
+    rest = {k: v for k, v in spec.items() if k not in ("width", "depth", "widths", "head")}
+    adapted = normalize_model_spec({**rest, "widths": widths, "head": True})
+    if adapted == spec:
+        return adapted, None
     return adapted, (
-        f"the mlp's last Linear is an output layer: no activation after fc{spec['depth']}, "
-        f"so outputs take any sign"
+        f"the mlp ends in a {TEACHER_OUTPUTS}-way output layer: widths "
+        f"{_widths_text(widths)}, no activation after fc{len(widths) - 1}, so outputs take "
+        f"any sign"
     )
 
 

@@ -7,8 +7,9 @@ the scheme) and the same held-out set; only the initialization differs. All runs
 lockstep, step by step, so a stopped training leaves every scheme at the same step.
 
 At the `record_at` steps the probe measures every layer on a fixed probe batch (the first
-held-out samples) with the task's own loss as the backward, and the step's update is compared
-with the weights it changes (std of the update ÷ std of the weight, per parameter).
+held-out samples, a training batch's worth) with the task's own loss as the backward, and the
+step's update is compared with the weights it changes (std of the update ÷ std of the weight,
+per parameter).
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ PARAMS_COLUMNS = [
 ]
 RUNS_COLUMNS = ["scheme", "seed", "status", "steps", "diverged_at", "final_loss"]
 EVAL_CHUNK = 1024  # held-out samples per forward pass
-PROBE_BATCH = 256  # at most this many held-out samples in the fixed probe batch
+# The fixed probe batch: the first held-out samples, as many as a training batch (at most
+# this many), so a recorded step measures what one step of the run sees.
+PROBE_BATCH = 256
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
@@ -302,7 +305,7 @@ class Trainer:
     # ------------------------------------------------------------ measuring
 
     def _record_layers(self, run: Run, step: int) -> None:
-        n = min(PROBE_BATCH, self.data.heldout_x.shape[0])
+        n = min(PROBE_BATCH, self.spec.batch_size, self.data.heldout_x.shape[0])
         x, y = self.data.heldout_x[:n], self.data.heldout_y[:n]
 
         def loss(out: torch.Tensor) -> torch.Tensor:

@@ -15,14 +15,14 @@ def training_verdicts(
     training: pd.DataFrame, runs: pd.DataFrame, chance: float, floor: float | None = None
 ) -> dict[str, str]:
     """{scheme: one line}, in the order of the schemes' columns."""
-    best = _best_scheme(training, runs)
+    best = _best_scheme(training, runs, chance)
     out = {}
     for scheme in runs["scheme"].drop_duplicates():
         own = runs[runs["scheme"] == scheme]
         line = _verdict(training[training["scheme"] == scheme], own, chance)
         if scheme == best and runs["scheme"].nunique() > 1:
             line += "; the lowest of the schemes"
-        if floor is not None and math.isfinite(floor) and _finished(own):
+        if floor is not None and math.isfinite(floor) and floor > 0 and _finished(own):
             line += f" (best achievable {floor:.3g})"
         out[scheme] = line
     return out
@@ -66,7 +66,8 @@ def _accuracy_words(accuracy: float) -> str:
     return f", {accuracy:.0%} accurate" if math.isfinite(accuracy) else ""
 
 
-def _best_scheme(training: pd.DataFrame, runs: pd.DataFrame) -> str | None:
+def _best_scheme(training: pd.DataFrame, runs: pd.DataFrame, chance: float) -> str | None:
+    """The scheme with the lowest final loss, unless even that one is still at chance."""
     finals = {}
     for scheme in runs["scheme"].drop_duplicates():
         own = runs[runs["scheme"] == scheme]
@@ -74,4 +75,7 @@ def _best_scheme(training: pd.DataFrame, runs: pd.DataFrame) -> str | None:
             step, loss, _ = _final(training[training["scheme"] == scheme], own)
             if step is not None and math.isfinite(loss):
                 finals[scheme] = loss
-    return min(finals, key=finals.get) if finals else None
+    if not finals:
+        return None
+    best = min(finals, key=finals.get)
+    return None if math.isfinite(chance) and finals[best] >= AT_CHANCE * chance else best

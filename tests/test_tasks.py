@@ -245,8 +245,8 @@ def test_digits_refuses_an_image_too_big() -> None:
 def test_teacher_targets_are_unit_scale_and_fixed_by_data_seed() -> None:
     model = spec(name="mlp", depth=3, width=32)
     data = data_for("teacher", model, seed=0)
-    assert data.train_x.shape == (4096, 32) and data.train_y.shape == (4096, 32)
-    assert data.heldout_x.shape == (1024, 32) and data.heldout_y.shape == (1024, 32)
+    assert data.train_x.shape == (4096, 32) and data.train_y.shape == (4096, 10)
+    assert data.heldout_x.shape == (1024, 32) and data.heldout_y.shape == (1024, 10)
     assert float(data.train_y.double().std(correction=0)) == pytest.approx(1.0, abs=1e-5)
     assert data.floor == 0.0 and data.classes is None
     mean = data.train_y.double().mean(0)
@@ -384,8 +384,10 @@ def test_adapt_mlp_for_digits(given: dict[str, Any], widths: list[int], text: st
 def test_adapt_mlp_for_teacher_and_the_rest_unchanged() -> None:
     model = spec(name="mlp", depth=20, width=256, activation="tanh")
     adapted, note = adapt_model(TASKS["teacher"], model)
-    assert adapted == {**model, "head": True}
+    widths = (*[256] * 20, 10)
+    assert adapted == {**model, "widths": widths, "head": True}
     assert note is not None and "no activation after fc20" in note and "any sign" in note
+    assert "[256, 256, …, 256, 10]" in note
     assert isinstance(list(build_model(adapted).children())[-1], nn.Linear)
     assert adapt_model(TASKS["teacher"], adapted) == (adapted, None)
     for name, task in [("lenet", "digits"), ("cnn", "teacher"), ("transformer", "tokens")]:
