@@ -22,6 +22,7 @@ import re
 import sys
 from typing import Any
 
+from initlab.architectures import ARCHITECTURES, Architecture
 from initlab.experiment import Experiment, InputSpec
 from initlab.gains import GAIN_NAMES, MAX_GAIN
 from initlab.layers import FAMILIES
@@ -76,7 +77,7 @@ def experiment_schema() -> Schema:
 
 def _defs() -> dict[str, Schema]:
     defs: dict[str, Schema] = {
-        "model": {"oneOf": [_model(entry) for entry in MODELS.values()]},
+        "model": {"oneOf": [s for entry in MODELS.values() for s in _models(entry)]},
         "input": _input(),
         "scheme": {"oneOf": [_preset_scheme(), _rules_scheme()]},
         "rule": _rule(),
@@ -185,8 +186,9 @@ def _input() -> Schema:
 def _input_fits_model() -> list[Schema]:
     """The input each model takes: token ids for token models, numbers for the rest, and a
     custom model's input must declare its shape (and its vocabulary, for tokens)."""
-    tokens = [n for n, e in MODELS.items() if not e.custom and e.tokens(e.normalize({}))]
-    numbers = [n for n, e in MODELS.items() if not e.custom and n not in tokens]
+    zoo = {n: e for n, e in MODELS.items() if not e.custom and n != "hf"}
+    tokens = [n for n, e in zoo.items() if e.tokens(e.normalize({}))]
+    numbers = [n for n in zoo if n not in tokens]
     custom = [n for n, e in MODELS.items() if e.custom]
     vocab = {
         "if": {"properties": {"distribution": {"const": "tokens"}}, "required": ["distribution"]},
@@ -197,7 +199,28 @@ def _input_fits_model() -> list[Schema]:
         _when_model(tokens, {"properties": {"input": _distribution(["tokens", None])}}),
         _when_model(numbers, {"properties": {"input": _distribution(["normal", "uniform", None])}}),
         _when_model(custom, {"properties": {"input": custom_input}, "required": ["input"]}),
+        *_hf_inputs(),
     ]
+
+
+def _hf_inputs() -> list[Schema]:
+    """An `hf` model's input follows its architecture (gpt2 when none is named)."""
+    by_kind: dict[str, list[str]] = {"tokens": [], "pixels": []}
+    for arch in ARCHITECTURES.values():
+        by_kind[arch.input].append(arch.name)
+    allowed = {"tokens": ["tokens", None], "pixels": ["normal", "uniform", None]}
+    out = []
+    for kind, names in by_kind.items():
+        named = {"properties": {"architecture": {"enum": names}}, "required": ["architecture"]}
+        which = (
+            {"anyOf": [named, {"not": {"required": ["architecture"]}}]}
+            if "gpt2" in names
+            else named
+        )
+        model = {"properties": {"name": {"const": "hf"}}, "required": ["name"], **which}
+        then = {"properties": {"input": _distribution(allowed[kind])}}
+        out.append({"if": {"properties": {"model": model}, "required": ["model"]}, "then": then})
+    return out
 
 
 def _when_model(names: list[str], then: Schema) -> Schema:
@@ -248,6 +271,29 @@ def _json_default(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------- models
+
+
+def _models(entry: ModelEntry) -> list[Schema]:
+    """A model entry's schemas: one, or one per architecture for `hf`."""
+    if entry.name == "hf":
+        return [_hf_model(entry, arch) for arch in ARCHITECTURES.values()]
+    return [_model(entry)]
+
+
+def _hf_model(entry: ModelEntry, arch: Architecture) -> Schema:
+    """An `hf` model of one architecture: its own config fields (gpt2 when none is named)."""
+    properties = {
+        "name": {"const": "hf"},
+        "architecture": {"const": arch.name, "description": arch.summary},
+        **{p.name: _param(p) for p in arch.params},
+    }
+    return {
+        "type": "object",
+        "description": f"{entry.summary}; this one: {arch.summary}",
+        "properties": properties,
+        "required": ["name"] if arch.name == "gpt2" else ["name", "architecture"],
+        "additionalProperties": False,
+    }
 
 
 def _model(entry: ModelEntry) -> Schema:

@@ -31,6 +31,14 @@ FAMILIES: dict[str, tuple[type[nn.Module], ...]] = {
 }
 NORM_FAMILIES = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm")
 NORMS = tuple(cls for fam in NORM_FAMILIES for cls in FAMILIES[fam])
+# Members outside torch.nn, known by class name so that initlab never imports their library:
+# Hugging Face's Conv1D (GPT-2) is a Linear with its weight stored (in, out), and its RMSNorms
+# (LlamaRMSNorm, MistralRMSNorm, ...: one class per model, none a torch.nn.RMSNorm) are
+# RMSNorms. A class name that ends with a suffix of SUFFIX_MEMBERS counts.
+NAMED_MEMBERS: dict[str, tuple[str, ...]] = {"Linear": ("Conv1D",)}
+SUFFIX_MEMBERS: dict[str, str] = {"RMSNorm": "RMSNorm"}
+# Activation modules of Hugging Face models (gelu_new, SiLU, ...): role "activation".
+ACTIVATION_MODULES = (_activation.__name__, "transformers.activations")
 # Bounded activations: where their outputs count as saturated (within 1% of a bound).
 SATURATION: dict[type[nn.Module], tuple[float, float]] = {
     nn.Tanh: (-1.0, 1.0),
@@ -52,10 +60,16 @@ def is_transposed(module: nn.Module, tensor: torch.Tensor) -> bool:
 
 def family_of(module: nn.Module) -> str:
     """The family a module belongs to, or its class name when it is in none."""
-    for family, classes in FAMILIES.items():
-        if isinstance(module, classes):
+    for family in FAMILIES:
+        if _type_matches(type(module), family):
             return family
     return type(module).__name__
+
+
+def _named_member(cls: type, family: str) -> bool:
+    """True when `cls` (or a base) is a member of `family` by class name (NAMED_MEMBERS)."""
+    names, suffix = NAMED_MEMBERS.get(family, ()), SUFFIX_MEMBERS.get(family)
+    return any(c.__name__ in names or (suffix and c.__name__.endswith(suffix)) for c in cls.__mro__)
 
 
 def matches_layers(module: nn.Module, layers: str) -> bool:
@@ -70,7 +84,9 @@ def matches_layers(module: nn.Module, layers: str) -> bool:
 # Every walk of a model asks this for each (module, rule): answered once per (class, text).
 @functools.lru_cache(maxsize=65_536)
 def _type_matches(cls: type, layers: str) -> bool:
-    classes = FAMILIES.get(layers) or torch_class(layers)
+    if layers in FAMILIES:
+        return issubclass(cls, FAMILIES[layers]) or _named_member(cls, layers)
+    classes = torch_class(layers)
     if classes is not None:
         return issubclass(cls, classes)
     name = class_path if "." in layers else _class_name
@@ -94,11 +110,11 @@ def class_path(cls: type) -> str:
 
 def role_of(module: nn.Module) -> str:
     """'norm', 'weight', 'activation' or 'other' (see the module docstring)."""
-    if isinstance(module, NORMS):
+    if isinstance(module, NORMS) or family_of(module) in NORM_FAMILIES:
         return "norm"
     if any("weight" in name for name, _ in module.named_parameters(recurse=False)):
         return "weight"
-    if type(module).__module__ == _activation.__name__:
+    if type(module).__module__ in ACTIVATION_MODULES:
         return "activation"
     return "other"
 
@@ -114,7 +130,7 @@ def saturation_bounds(module: nn.Module) -> tuple[float, float] | None:
 
 def default_std(module: nn.Module, param: str, shape: tuple[int, ...]) -> float:
     """The std PyTorch's own reset_parameters gives this parameter, where it is known."""
-    if isinstance(module, NORMS):
+    if isinstance(module, NORMS) or family_of(module) in NORM_FAMILIES:
         return 0.0  # weight 1, bias 0
     if isinstance(module, nn.Embedding):
         return 1.0

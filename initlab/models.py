@@ -5,6 +5,9 @@ around the construction (and restores it), under one process-wide lock (`initlab
 module's own default init is reproducible, the same in every thread, and leaves the caller's
 random state alone.
 
+`hf` builds a Hugging Face architecture (`initlab.architectures`) by name from its config
+class: no weights and no network, and `transformers` is imported only when one is built.
+
 Zoo models use torchvision's and GPT-2's module names (`layer1.0.bn2`, `h.0.attn.c_proj`), so
 a scheme written by name for the zoo also works on those models in the wild. `custom` imports
 the user's own factory; it runs their code, so it is refused unless explicitly enabled.
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from initlab import architectures
 from initlab.params import Param, check_params, shown
 from initlab.rng import seeded_global_rng
 
@@ -57,12 +61,16 @@ class ModelEntry:
     prepare: Callable[[Spec, str], Spec] | None = None  # rewrites given fields before checks
     check: Callable[[Spec, str], None] | None = None  # constraints between parameters
     custom: bool = False  # imports and runs the user's code: refused unless enabled
+    # Replaces the check of `params` where fields depend on another field (an architecture's)
+    validate: Callable[[Spec, str], Spec] | None = None
 
     def normalize(self, spec: Spec, where: str = "model", allow_custom: bool = False) -> Spec:
         """Validate a spec dict; return it with defaults filled in."""
         given = {k: v for k, v in spec.items() if k != "name"}
         if self.custom:
             return _normalize_custom(given, where, allow_custom)
+        if self.validate is not None:
+            return self.validate(given, where)
         if self.prepare is not None:
             given = self.prepare(given, where)
         checked = check_params(self.params, given, where, f"model '{self.name}'")
@@ -540,6 +548,29 @@ CUSTOM_SUMMARY = (
 )
 
 
+def _arch(spec: Spec) -> architectures.Architecture:
+    return architectures.ARCHITECTURES[spec["architecture"]]
+
+
+def _hf_tokens(spec: Spec) -> int | None:
+    return spec["vocab_size"] if _arch(spec).input == "tokens" else None
+
+
+HF_PARAMS = (
+    Param(
+        "architecture",
+        "choice",
+        "gpt2",
+        "the Hugging Face architecture; its own config fields follow",
+        choices=tuple(architectures.ARCHITECTURES),
+    ),
+)
+HF_SUMMARY = (
+    "a Hugging Face architecture built by name from its config class (no weights, no "
+    "network): " + ", ".join(architectures.ARCHITECTURES)
+)
+
+
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry(
         name="mlp",
@@ -591,6 +622,16 @@ MODELS: dict[str, ModelEntry] = {
         build=build_rnn,
         input_shape=lambda spec: (spec["seq_len"], spec["input_size"]),
         activation=lambda spec: "tanh",  # the cells' own nonlinearity (and sigmoid gates)
+    ),
+    "hf": ModelEntry(
+        name="hf",
+        summary=HF_SUMMARY,
+        params=HF_PARAMS,
+        build=architectures.build,
+        input_shape=lambda spec: _arch(spec).input_shape(spec),
+        activation=lambda spec: _arch(spec).activation,
+        tokens=_hf_tokens,
+        validate=architectures.normalize,
     ),
     "custom": ModelEntry(
         name="custom",

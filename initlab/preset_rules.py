@@ -17,8 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from initlab import architectures
 from initlab.methods import SCALE_BY_MATCHES
 from initlab.params import shown
+
+Spec = dict[str, Any]
+ModelOutline = Callable[[Spec], Any]  # a model spec -> its nn.Module on the meta device
 
 WEIGHTED = ("Linear", "Conv", "ConvTranspose")  # families a fan-based preset initializes
 NORMS = ("BatchNorm", "LayerNorm", "GroupNorm")
@@ -31,6 +35,16 @@ class Preset:
     why: str
     source: str
     rules: Callable[[str], list[dict]]  # activation -> rule dicts
+    # (activation, model spec, its outline) -> rule dicts, where the preset means something
+    # model-specific (a Hugging Face architecture's residual projections); else `rules`
+    for_model: Callable[[str, Spec, ModelOutline], list[dict]] | None = None
+
+
+def rules_for(entry: Preset, activation: str, model: Spec | None, outline: ModelOutline) -> list:
+    """The preset's rule dicts for a model spec (None: the model-independent rules)."""
+    if model is None or entry.for_model is None:
+        return entry.rules(activation)
+    return entry.for_model(activation, model, outline)
 
 
 def check_preset_name(value: Any, where: str) -> str:
@@ -134,6 +148,40 @@ def _gpt2(act: str) -> list[dict]:
     ]
 
 
+def _residual_scaled(act: str) -> list[dict]:
+    """Without a model to ask: GPT-2's names and std (the zoo's transformer, nanoGPT), the
+    projections counted from the model, so 1/sqrt(2·n_layers)."""
+    weight = {"method": "normal", "mean": 0.0, "std": GPT2_STD, "scale": SCALE_BY_MATCHES}
+    return [{"layers": fam, "name": "*.c_proj", "weight": weight} for fam in GPT2_LINEAR]
+
+
+def _is_hf(model: Spec) -> bool:
+    return model.get("name") == "hf"
+
+
+def _residual_for_model(act: str, model: Spec, outline: ModelOutline) -> list[dict]:
+    """A Hugging Face architecture's own residual globs, initializer_range and n_layers."""
+    if _is_hf(model):
+        return architectures.residual_rules(model)
+    return _residual_scaled(act)
+
+
+def _torch_default_for_model(act: str, model: Spec, outline: ModelOutline) -> list[dict]:
+    """A zoo model's constructor is its modules' reset_parameters(): no rules. A Hugging Face
+    model's constructor runs its own `_init_weights`, so the default is drawn again."""
+    if _is_hf(model):
+        return architectures.torch_default_rules(outline(model))
+    return []
+
+
+def _zero_init_residual_for_model(act: str, model: Spec, outline: ModelOutline) -> list[dict]:
+    """On a Hugging Face ResNet the block's last norm is its own name, not torchvision's bn2."""
+    rules = _zero_init_residual(act)
+    globs = architectures.residual_norm_globs(model) if _is_hf(model) else []
+    last = [{"layers": "BatchNorm", "name": g, "weight": "zeros", "bias": "zeros"} for g in globs]
+    return last + rules
+
+
 def _zero_init_residual(act: str) -> list[dict]:
     """torchvision's ResNet init with zero_init_residual=True. BasicBlock's last norm is `bn2`;
     Bottleneck blocks (ResNet-50 and up) end with `bn3` and would need a "*.bn3" rule."""
@@ -159,9 +207,31 @@ _ENTRIES = [
     Preset(
         name="pytorch_default",
         title="PyTorch default",
-        why="no rules: every module keeps its own reset_parameters() (kaiming_uniform, a=√5)",
+        why="every module's own reset_parameters() (Linear/Conv kaiming_uniform a=√5, biases "
+        "U(±1/√fan_in), Embedding N(0, 1), norms 1/0): no rules on the zoo; on a Hugging Face "
+        "model, whose constructor runs its own init instead, those draws made again",
         source="torch.nn module defaults",
         rules=_no_rules,
+        for_model=_torch_default_for_model,
+    ),
+    Preset(
+        name="as_constructed",
+        title="As constructed",
+        why="no rules: the model's own initialization, as its constructor runs it (a Hugging "
+        "Face model's _init_weights with its initializer_range; a zoo model's reset_parameters)",
+        source="the model's own code (transformers' PreTrainedModel._init_weights)",
+        rules=_no_rules,
+    ),
+    Preset(
+        name="residual_scaled",
+        title="Residual × 1/√(2·n_layers)",
+        why="the residual projections N(0, initializer_range) × 1/√(2·n_layers), everything "
+        "else as constructed: each block adds two branches, so the stream's variance stays "
+        "put with depth (GPT-2's *.c_proj, Llama's o_proj/down_proj, BERT's and ViT's output "
+        "projections)",
+        source="Radford et al. 2019, GPT-2 (section 2.3), generalized; Megatron-LM",
+        rules=_residual_scaled,
+        for_model=_residual_for_model,
     ),
     Preset(
         name="recipe",
@@ -256,6 +326,7 @@ _ENTRIES = [
         "(*.bn2) at 0: every block starts as the identity",
         source="Goyal et al. 2017, Accurate, Large Minibatch SGD; torchvision's zero_init_residual",
         rules=_zero_init_residual,
+        for_model=_zero_init_residual_for_model,
     ),
     Preset(
         name="zeros",

@@ -281,6 +281,9 @@ class Target:
     rule_index: int | None
     spec: MethodSpec
     transposed: bool = False  # stored (in, out), like Hugging Face's Conv1D
+    # False in a model with its own init (Hugging Face's `_init_weights`): what `default`
+    # keeps is then that init, not the module's reset_parameters, whose std layers knows
+    torch_default: bool = True
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -308,6 +311,7 @@ def targets(model: nn.Module, scheme: Scheme) -> Iterator[Target]:
     (counted scales resolved for this model)."""
     seen: set[int] = set()  # tied parameters are initialized once, by their first module
     counts = match_counts(model, scheme)
+    torch_default = not has_own_init(model)
     for qualname, module in model.named_modules():
         # Rules are tried once per module; per parameter only the few that matched it.
         found = scheme.candidates(qualname, module)
@@ -318,7 +322,12 @@ def targets(model: nn.Module, scheme: Scheme) -> Iterator[Target]:
             index, spec = _decided(found, pname, counts)
             full = f"{qualname}.{pname}" if qualname else pname
             transposed = is_transposed(module, tensor)
-            yield Target(full, qualname, module, tensor, index, spec, transposed)
+            yield Target(full, qualname, module, tensor, index, spec, transposed, torch_default)
+
+
+def has_own_init(model: nn.Module) -> bool:
+    """A Hugging Face model: its constructor re-initializes every module (`_init_weights`)."""
+    return callable(getattr(model, "_init_weights", None)) and hasattr(model, "config")
 
 
 def _decided(
@@ -385,7 +394,8 @@ def _param_values(t: Target) -> tuple[Any, ...]:
     method = METHODS[t.spec.method]
     fan_in, fan_out = fans(shape) if len(shape) >= 2 else (math.nan, math.nan)
     if t.spec.method == "default":
-        expected = default_std(t.module, t.param.rsplit(".", 1)[-1], shape)
+        pname = t.param.rsplit(".", 1)[-1]
+        expected = default_std(t.module, pname, shape) if t.torch_default else math.nan
     else:
         expected = t.spec.expected_std(shape) if t.tensor.numel() else math.nan
     label = t.spec.label() if method.name != "default" else "default"

@@ -70,7 +70,7 @@ def test_the_presets_are_the_ones_promised():
         "pytorch_default", "recipe", "xavier_uniform", "xavier_normal", "xavier_uniform_gain",
         "xavier_normal_gain", "kaiming_normal", "kaiming_normal_fan_out", "lecun_normal",
         "orthogonal", "orthogonal_recurrent", "gpt2", "zero_init_residual", "zeros", "too_small",
-        "too_large",
+        "too_large", "as_constructed", "residual_scaled",
     }  # fmt: skip
 
 
