@@ -259,6 +259,9 @@ def test_stop_ends_the_training_with_every_run_stopped() -> None:
     while job.results() is None or job.results().training.empty:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    ok(at.run())
+    assert at.button(key="train_button").disabled, "Train is off while this one trains"
+    assert at.get("progress"), "the live part draws a progress bar"
     ok(at.button(key="train_stop").click().run())
     while job.running:
         assert time.monotonic() < deadline

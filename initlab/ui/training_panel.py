@@ -8,6 +8,7 @@ the progress bar and the curves about once a second; the rest of the page stays 
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
@@ -23,7 +24,9 @@ from initlab.ui.text import chip, describe, md
 if TYPE_CHECKING:  # the tab table's View; results_panel imports this module
     from initlab.ui.results_panel import View
 
-POLL_S = 1.0  # how often the live part redraws while a job runs
+POLL_S = 1.0  # how often the progress bar redraws while a job runs
+LIVE_MIN_S = 2.0  # the curves at most this often
+LIVE_SHARE = 4.0  # and building them at most about a fifth of the time (see live_view)
 FLOOR_NOTES = {"tokens": "the chain's entropy rate"}
 FAIR = (
     "For a given seed every scheme trains on the same batches in the same order and is "
@@ -33,11 +36,12 @@ FAIR = (
 
 def training_tab(view: View) -> None:
     exp = view.exp
-    found = training_settings.settings_ui(exp.model, exp.input.model_dump())
-    note_ui(exp)
+    found, spare = training_settings.settings_ui(exp.model, exp.input.model_dump())
     key = training_job.training_key(exp)
     training_job.harvest()
-    running = controls_ui(exp, key, found)
+    with spare:
+        running = controls_ui(exp, key, found)
+    note_ui(exp)
     job = training_job.job()
     if running:
         live_ui(key, view.colors)
@@ -63,18 +67,19 @@ def controls_ui(exp: Experiment, key: str, found: dict[str, str]) -> bool:
     busy = job is not None and job.running and job.key == key
     again = training_job.cached(key) is not None
     runs = len(exp.seeds) * len(exp.schemes)
-    left, right = st.columns([1, 5], vertical_alignment="center")
-    pressed = left.button(
+    st.button(
         "Train again" if again else "Train",
         key="train_button",
         type="primary",
         disabled=bool(found) or busy,
         width="stretch",
+        help=f"{runs} runs (schemes × seeds), trained side by side. {FAIR}",
+        # a callback: the job exists before this run draws, so the button shows it as busy
+        on_click=training_job.start,
+        args=(exp, key),
     )
-    words = "Fix the settings marked above to train." if found else FAIR
-    right.caption(f"{runs} runs (schemes × seeds). {words}")
-    if pressed:
-        training_job.start(exp, key)
+    if found:
+        st.caption("Fix the settings marked above to train.")
     job = training_job.job()
     return job is not None and job.running
 
@@ -94,9 +99,9 @@ def live_ui(key: str, colors: dict[str, str]) -> None:
             "Train trains the one on screen and stops it."
         )
         return
-    results = job.results()
-    if results is not None:
-        results_ui(results, colors, figures(results, colors))
+    drawn = live_view(job, colors)
+    if drawn is not None:
+        results_ui(*drawn, colors)
 
 
 def done_ui(key: str, colors: dict[str, str]) -> None:
@@ -104,9 +109,8 @@ def done_ui(key: str, colors: dict[str, str]) -> None:
     results = training_job.cached(key)
     job = training_job.job()
     if results is not None:
-        results_ui(
-            results, colors, cached_figures(_signature(key, results, colors), results, colors)
-        )
+        shown = cached_figures(_signature(key, results, colors), results, colors)
+        results_ui(results, shown, colors)
     elif job is not None and job.key == key and job.error is not None:
         st.error(md(job.error))
     else:
@@ -118,7 +122,7 @@ def done_ui(key: str, colors: dict[str, str]) -> None:
 Figures = tuple[go.Figure, go.Figure | None, go.Figure, go.Figure]
 
 
-def results_ui(results: TrainingResults, colors: dict[str, str], shown: Figures) -> None:
+def results_ui(results: TrainingResults, shown: Figures, colors: dict[str, str]) -> None:
     """One verdict line per scheme; loss (and accuracy), update ratio, activation heatmap."""
     verdicts_ui(results, colors)
     loss, accuracy, ratio, heatmap = shown
@@ -128,6 +132,7 @@ def results_ui(results: TrainingResults, colors: dict[str, str], shown: Figures)
         left, right = st.columns(2)
         left.plotly_chart(loss, key="fig_train_loss")
         right.plotly_chart(accuracy, key="fig_train_accuracy")
+    st.caption(FAIR)
     st.plotly_chart(ratio, key="fig_train_ratio")
     st.plotly_chart(heatmap, key="fig_train_heatmap")
 
@@ -141,15 +146,48 @@ def verdicts_ui(results: TrainingResults, colors: dict[str, str]) -> None:
 
 
 def figures(results: TrainingResults, colors: dict[str, str]) -> Figures:
+    return (*curves(results, colors), ratio_figure(results), heatmap_figure(results))
+
+
+def curves(results: TrainingResults, colors: dict[str, str]) -> tuple[go.Figure, go.Figure | None]:
+    """Loss (the task's floor and chance as levels) and, where the task has one, accuracy."""
     floor_note = FLOOR_NOTES.get(results.task)
-    return (
-        plots_training.loss_figure(
-            results.training, results.floor, results.chance, floor_note, colors=colors
-        ),
-        plots_training.accuracy_figure(results.training, colors=colors),
-        plots_training.update_ratio_figure(results.params),
-        plots_training.activation_heatmap(results.layers, role="weight"),
+    loss = plots_training.loss_figure(
+        results.training, results.floor, results.chance, floor_note, colors=colors
     )
+    return loss, plots_training.accuracy_figure(results.training, colors=colors)
+
+
+def ratio_figure(results: TrainingResults) -> go.Figure:
+    return plots_training.update_ratio_figure(results.params)
+
+
+def heatmap_figure(results: TrainingResults) -> go.Figure:
+    return plots_training.activation_heatmap(results.layers, role="weight")
+
+
+def live_view(
+    job: training_job.Job, colors: dict[str, str]
+) -> tuple[TrainingResults, Figures] | None:
+    """The running job's results and figures, rebuilt only now and then: building them takes
+    the interpreter from the training thread, so they take at most about 1 / (1 + LIVE_SHARE)
+    of the time, and a figure whose table has not grown since is kept as it was."""
+    now = time.monotonic()
+    if "figures" in job.shown and now < job.redraw_at:
+        return job.shown["results"], job.shown["figures"]
+    results = job.results()
+    if results is None:
+        return None
+    sizes = {name: len(getattr(results, name)) for name in ("training", "params", "layers")}
+    old, kept = job.shown.get("sizes", {}), job.shown.get("figures")
+    same = {name: kept is not None and old.get(name) == n for name, n in sizes.items()}
+    loss, accuracy = kept[:2] if same["training"] else curves(results, colors)
+    ratio = kept[2] if same["params"] else ratio_figure(results)
+    heatmap = kept[3] if same["layers"] else heatmap_figure(results)
+    shown = (loss, accuracy, ratio, heatmap)
+    job.shown = {"results": results, "figures": shown, "sizes": sizes}
+    job.redraw_at = time.monotonic() + max(LIVE_MIN_S, LIVE_SHARE * (time.monotonic() - now))
+    return results, shown
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -221,12 +221,14 @@ def task_ui(model: dict[str, Any], inputs: dict[str, Any], store: Store) -> None
         st.caption(md(f"{kept} does not suit this model: it trains on {own}"))
 
 
-def settings_ui(model: dict[str, Any], inputs: dict[str, Any]) -> dict[str, str]:
-    """The settings in one row, each problem under its control; returns the problems (none:
-    the experiment's `training` section is exactly what the row shows)."""
+def settings_ui(model: dict[str, Any], inputs: dict[str, Any]) -> tuple[dict[str, str], Any]:
+    """The settings in two rows, each problem under its control; returns the problems (none:
+    the experiment's `training` section is exactly what the rows show) and the second row's
+    last cell, left for the Train button."""
     store = current()
     found = problems(spelled(store))
-    task, optimizer, *numbers = st.columns([2.2, 1.1, 1, 1, 1, 1, 1])
+    found = found | {"steps": found.get("steps") or found.get("record_at", "")}
+    task, optimizer, *first = st.columns([1.6, 1, 1, 1])
     with task:
         task_ui(model, inputs, store)
     with optimizer:
@@ -239,10 +241,10 @@ def settings_ui(model: dict[str, Any], inputs: dict[str, Any]) -> dict[str, str]
             on_change=_typed,
             args=("optimizer",),
         )
-    shown = [(f"{name}.{f}", f) for f in OPTIMIZER_FIELDS[name]]
-    shown += [(f, f) for f in ("steps", "batch_size", "eval_every")]
-    found = found | {"steps": found.get("steps") or found.get("record_at", "")}
-    for column, (field, label) in zip(numbers, shown, strict=True):
+    *second, spare = st.columns([1, 1, 1, 1.6], vertical_alignment="bottom")
+    own = [(f"{name}.{f}", f) for f in OPTIMIZER_FIELDS[name]]
+    rest = [(f, f) for f in ("steps", "batch_size", "eval_every")]
+    for column, (field, label) in zip([*first, *second], own + rest, strict=True):
         with column:
             _number(field, label, store[field], found.get(label))
-    return {k: v for k, v in found.items() if v}
+    return {k: v for k, v in found.items() if v}, spare
