@@ -6,18 +6,23 @@ model = initlab.build_model({"name": "mlp", "depth": 10, "width": 256})
 params = initlab.apply_scheme(model, initlab.preset("kaiming_normal"), generator=g)
 layers = initlab.probe(model, x, backward=True, generator=g).layers
 found = initlab.scheme_warnings(scheme, model)  # the gotchas (a meta model: structural ones)
+res = initlab.compare(MyNet, ["as_constructed", "kaiming_normal"], input=x)  # your own model
+gpt2 = initlab.build_model({"name": "hf", "architecture": "gpt2", "n_layer": 4}, seed=0)
 """
 
+from initlab.architectures import ARCHITECTURES
 from initlab.codegen import to_code
 from initlab.experiment import Experiment, Results, run
 from initlab.gotchas import WARNINGS, SchemeWarning, scheme_warnings
 from initlab.methods import METHODS, MethodSpec
 from initlab.models import MODELS, build_model
+from initlab.notebook import compare
 from initlab.presets import PRESETS, preset
 from initlab.probe import ProbeError, ProbeResult, probe
 from initlab.schemes import Rule, Scheme, apply_scheme, validate_scheme
 
 __all__ = [
+    "ARCHITECTURES",
     "METHODS",
     "MODELS",
     "PRESETS",
@@ -32,6 +37,7 @@ __all__ = [
     "SchemeWarning",
     "apply_scheme",
     "build_model",
+    "compare",
     "preset",
     "probe",
     "run",

@@ -163,6 +163,19 @@ def _empty(title: str, reason: str) -> go.Figure:
     return _style(fig, title)
 
 
+def tidy(data: object, table: str = "layers") -> pd.DataFrame:
+    """The `table` of whatever holds it, ready to plot: a DataFrame as it is, or the attribute
+    of a probe's ProbeResult or a run's Results. A probe of one model has no scheme and seed
+    columns; its rows become scheme "model", seed 0."""
+    frame = data if isinstance(data, pd.DataFrame) else getattr(data, table, None)
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(
+            f"{table}: give a DataFrame, a ProbeResult or Results; got {type(data).__name__}"
+        )
+    missing = {k: v for k, v in (("scheme", "model"), ("seed", 0)) if k not in frame.columns}
+    return frame.assign(**missing) if missing else frame
+
+
 def _colors_for(frame: pd.DataFrame, colors: dict[str, str] | None) -> dict[str, str]:
     """Default colours from the frame's schemes, overridden by any the caller passes."""
     return {**scheme_colors(scheme_order(frame)), **(colors or {})}
@@ -196,6 +209,7 @@ def variance_by_depth(
     as a dotted reference line. `width` is the narrowest the chart is drawn: the legend's rows
     are laid out for it.
     """
+    layers = tidy(layers)
     label = _LABELS.get(value, value)
     title = title or f"{label.capitalize()} by depth ({ROLE_WORDS.get(role, role)})"
     rows = with_depth(layers, role)
@@ -227,6 +241,7 @@ def grad_variance_by_depth(
     width: int = DESIGN_WIDTH,
 ) -> go.Figure:
     """`variance_by_depth` for the gradient w.r.t. each layer's output."""
+    layers = tidy(layers)
     title = f"Gradient variance by depth ({ROLE_WORDS.get(role, role)})"
     # All-NaN grad_var is how the engine says it ran no backward pass.
     if not layers.empty and pd.to_numeric(layers["grad_var"], errors="coerce").isna().all():
@@ -392,7 +407,8 @@ def histogram_moments(layers: pd.DataFrame, params: pd.DataFrame | None = None) 
     from the bins); weights: the params table's mean and std. A layer observed again in a run
     is named "layer#2", "layer#3", ... as its histograms are.
     """
-    layers = layers.sort_values(["scheme", "seed", "order"], kind="stable")
+    layers = tidy(layers).sort_values(["scheme", "seed", "order"], kind="stable")
+    params = None if params is None else tidy(params, "params")
     layer = layers["layer"].astype(str)
     calls = layers.groupby(["scheme", "seed", "layer"], sort=False).cumcount() + 1
     names = layer.where(calls == 1, layer + "#" + calls.astype(str))
@@ -512,6 +528,7 @@ def histogram_grid(
         raise ValueError(f"kind must be one of {', '.join(HISTOGRAM_KINDS)}; got {kind!r}")
     if scale not in HISTOGRAM_SCALES:
         raise ValueError(f"scale must be one of {', '.join(HISTOGRAM_SCALES)}; got {scale!r}")
+    histograms = tidy(histograms, "histograms")
     rows = histograms[histograms["kind"] == kind]
     if rows.empty:
         return _empty(f"{kind.capitalize()} histograms", f"no {kind} histograms in these results")
