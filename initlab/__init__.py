@@ -8,6 +8,7 @@ layers = initlab.probe(model, x, backward=True, generator=g).layers
 found = initlab.scheme_warnings(scheme, model)  # the gotchas (a meta model: structural ones)
 res = initlab.compare(MyNet, ["as_constructed", "kaiming_normal"], input=x)  # your own model
 gpt2 = initlab.build_model({"name": "hf", "architecture": "gpt2", "n_layer": 4}, seed=0)
+trained = initlab.train(exp)                # TrainingResults: .training, .layers, .params, .runs
 """
 
 from initlab.architectures import ARCHITECTURES
@@ -20,12 +21,15 @@ from initlab.notebook import compare
 from initlab.presets import PRESETS, preset
 from initlab.probe import ProbeError, ProbeResult, probe
 from initlab.schemes import Rule, Scheme, apply_scheme, validate_scheme
+from initlab.tasks import TASKS
+from initlab.training import TrainingResults, train
 
 __all__ = [
     "ARCHITECTURES",
     "METHODS",
     "MODELS",
     "PRESETS",
+    "TASKS",
     "WARNINGS",
     "Experiment",
     "MethodSpec",
@@ -35,6 +39,7 @@ __all__ = [
     "Rule",
     "Scheme",
     "SchemeWarning",
+    "TrainingResults",
     "apply_scheme",
     "build_model",
     "compare",
@@ -43,5 +48,6 @@ __all__ = [
     "run",
     "scheme_warnings",
     "to_code",
+    "train",
     "validate_scheme",
 ]

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from initlab.cli import main
+from initlab.experiment import Experiment
 from initlab.fileformat import experiment_schema
 from initlab.training import PARAMS_COLUMNS, RUNS_COLUMNS, TRAINING_COLUMNS
 
@@ -84,3 +85,12 @@ def test_the_schema_knows_the_training_section() -> None:
     for bad in ({"optimizer": {"name": "adam", "momentum": 0.9}}, {"task": "mnist"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({**SMALL, "training": bad}, schema)
+
+
+def test_the_readme_training_example_is_a_valid_experiment() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "python -m initlab train examples/lenet_digits.json" in readme
+    exp = Experiment.from_json(root / "examples" / "lenet_digits.json")
+    assert exp.training is not None and exp.training.task == "digits"
+    jsonschema.validate(exp.to_dict(), experiment_schema())
