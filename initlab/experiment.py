@@ -118,9 +118,12 @@ class Experiment(BaseModel):
     def _schemes(cls, value: Any, info: Any) -> tuple[Scheme, ...]:
         if not isinstance(value, list | tuple):
             raise ValueError("must be a list of schemes")
-        activation = _activation(info.data.get("model"))
+        model = info.data.get("model")
+        activation = _activation(model)
+        # presets that depend on the model (residual_scaled's projections, pytorch_default on a
+        # Hugging Face model) resolve against it
         schemes = tuple(
-            s if isinstance(s, Scheme) else scheme_from_dict(s, f"schemes.{i}", activation)
+            s if isinstance(s, Scheme) else scheme_from_dict(s, f"schemes.{i}", activation, model)
             for i, s in enumerate(value)
         )
         _unique_names(schemes)
