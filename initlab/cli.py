@@ -1,5 +1,6 @@
-"""`python -m initlab ...`: run an experiment file, train its schemes briefly, list what
-exists, export code, print the experiment file's JSON Schema.
+"""`python -m initlab ...`: run an experiment file, train its schemes briefly, run a sweep (a
+grid of experiments, locally or on a Ray cluster), list what exists, export code, print the
+experiment file's JSON Schema.
 
 Any invalid input ends with one or two lines on stderr and exit status 2, never a traceback.
 """
@@ -20,8 +21,10 @@ from initlab.fileformat import experiment_schema
 from initlab.methods import METHODS
 from initlab.models import MODELS
 from initlab.outline import meta_model
+from initlab.plots_sweep import report_html
 from initlab.presets import PRESETS
 from initlab.report import build_report
+from initlab.sweep import Sweep, run_sweep, write_results
 from initlab.training import Trainer, TrainingResults
 
 EXIT_INVALID = 2
@@ -46,7 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     code_p = sub.add_parser("code", help="print a scheme as an initialize_weights function")
     code_p.add_argument("experiment", help="experiment JSON file")
     code_p.add_argument("--scheme", help="scheme name (default: every scheme)")
-    for p in (run_p, train_p, code_p):
+    sweep_p = sub.add_parser(
+        "sweep", help="run a grid of experiments (a sweep file); write sweep.csv and a report"
+    )
+    sweep_p.add_argument("sweep", help='sweep JSON file: {"base": experiment, "axes": {...}}')
+    sweep_p.add_argument("--out", required=True, help="folder for the results (resumed if there)")
+    sweep_p.add_argument("--workers", type=int, help="local processes (default: the cores)")
+    sweep_p.add_argument(
+        "--ray", metavar="ADDRESS", help="run each cell as a task on this Ray cluster ('auto')"
+    )
+    for p in (run_p, train_p, code_p, sweep_p):
         p.add_argument("--allow-custom-models", action="store_true",
                        help="allow a 'custom' model (imports and runs your factory's code); "
                        "or set INITLAB_ALLOW_CUSTOM_MODELS=1")  # fmt: skip
@@ -131,6 +143,40 @@ def _write_all(
         print(path)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Every cell not finished in --out; exit 1 when a cell failed (the others still ran)."""
+    out = check_out(args.out)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers: must be 1 or more; got {args.workers}")
+    sweep = Sweep.from_json(args.sweep, allow_custom=_allow_custom(args))
+    executor = "ray" if args.ray else "pool"
+    results = run_sweep(sweep, out, executor, args.workers, args.ray, _sweep_progress())
+    if results.reused:
+        print(f"initlab: {results.reused} finished cells reused from {out}", file=sys.stderr)
+    paths = write_results(results, out)
+    report = report_html(results.table, results.failed, sweep.to_dict(), list(sweep.axes))
+    (out / "sweep_report.html").write_text(report, encoding="utf-8")
+    for row in results.failed.itertuples(index=False):
+        print(f"initlab: failed: {row.coordinates}: {row.error}", file=sys.stderr)
+    for path in [*paths, out / "sweep_report.html"]:
+        print(path)
+    return 1 if len(results.failed) else 0
+
+
+def _sweep_progress() -> Callable[[int, int, float | None], None]:
+    """Cells done / total and the time left, on stderr, at most once a second (and at the end)."""
+    last = [0.0]
+
+    def report(done: int, total: int, left: float | None) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 1.0 or done == total:
+            last[0] = now
+            eta = f", about {left:.0f} s left" if left is not None and done < total else ""
+            print(f"[{done}/{total}] cells done{eta}", file=sys.stderr, flush=True)
+
+    return report
+
+
 def print_warnings(results: Results) -> None:
     """One stderr line per warning; a warning is advice, so the exit status stays 0."""
     for row in results.warnings.itertuples(index=False):
@@ -183,6 +229,7 @@ COMMANDS = {
     "run": cmd_run,
     "train": cmd_train,
     "code": cmd_code,
+    "sweep": cmd_sweep,
     "methods": cmd_methods,
     "presets": cmd_presets,
     "models": cmd_models,

@@ -287,8 +287,8 @@ def _check_grid_budget(cells: tuple[Cell, ...]) -> float:
     limit, source = sweep_time_budget()
     if total > limit:
         raise ValueError(
-            f"sweep too slow: about {total:.0f} s of compute estimated for {len(cells)} cells, "
-            f"over the budget of {limit:.0f} s ({source}); a sweep may have its own larger "
+            f"sweep too slow: about {total:.3g} s of compute estimated for {len(cells)} cells, "
+            f"over the budget of {limit:.3g} s ({source}); a sweep may have its own larger "
             f"budget: set {SWEEP_TIME_ENV} (seconds summed over cells), or use fewer cells"
         )
     return total
@@ -342,9 +342,15 @@ def _with_derived(layers: pd.DataFrame, params: pd.DataFrame) -> pd.DataFrame:
     rows = list(zip(layers["scheme"], layers["seed"], strict=True))
     sw2_of, sb2_of = sw2.mean().to_dict(), sb2.mean().to_dict()
     return layers.assign(
-        sigma_w2=[float(sw2_of.get(r, math.nan)) for r in rows],
-        sigma_b2=[float(sb2_of.get(r, 0.0)) for r in rows],
+        sigma_w2=[_round(sw2_of.get(r, math.nan)) for r in rows],
+        sigma_b2=[_round(sb2_of.get(r, 0.0)) for r in rows],
     )
+
+
+def _round(x: float) -> float:
+    """12 significant digits: std² × fan-in of std = sqrt(1.6 / 128) is 1.6 within rounding,
+    and a phase diagram's column must not split on the last bit."""
+    return float(f"{x:.12g}")
 
 
 # ---------------------------------------------------------------- executors
