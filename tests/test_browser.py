@@ -261,7 +261,7 @@ def test_an_invalid_value_shows_an_error_and_the_charts_stay(page: Any, server: 
     screenshot(page, "invalid_value.png")
 
 
-TABS = ("Variance by depth", "Distributions", "Health", "Tables", "Code", "Experiment")
+TABS = ("Variance by depth", "Distributions", "Health", "Training", "Tables", "Code", "Experiment")
 # What the payloads would have made if any reached HTML, markdown or plotly unescaped.
 INJECTED_JS = """() => ({
   pwned: typeof window.__pwned,
@@ -286,6 +286,7 @@ TAB_MARKERS = {
     "Variance by depth": ".st-key-fig_var .js-plotly-plot",
     "Distributions": ".st-key-fig_hist .js-plotly-plot",
     "Health": ".st-key-health_all",
+    "Training": ".st-key-train_button",
     "Tables": ".st-key-dl_layers",
     "Code": ".st-key-dl_code_0",
     "Experiment": ".st-key-dl_experiment",
@@ -338,6 +339,28 @@ def shoot_views(page: Any) -> None:
     page.get_by_role("tab", name="Code").scroll_into_view_if_needed()
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / "payload_code.png"))
+
+
+LOSS_CHART = ".st-key-fig_train_loss .js-plotly-plot"
+LOSS_TITLE_JS = f"document.querySelector('{LOSS_CHART}').layout.title.text"
+
+
+def test_train_draws_the_loss_chart(page: Any, server: str) -> None:
+    open_page(page, server, small_experiment(seed=14) | {"training": {"steps": 20}})
+    open_tab(page, "Training")
+    assert page.locator(".st-key-fig_train_loss").count() == 0, "nothing trains by itself"
+    page.locator(".st-key-train_button button").first.click()
+    # the final view: every scheme's verdict at the last step, and no Stop button
+    page.wait_for_function(
+        "() => document.body.innerText.split('at step 20').length > 2"
+        " && !document.querySelector('.st-key-train_stop')"
+    )
+    page.locator(LOSS_CHART).wait_for()
+    wait_idle(page)
+    assert page.evaluate(LOSS_TITLE_JS).startswith("Loss during training")
+    assert page.locator(EXCEPTION).count() == 0
+    assert page.locator(ERROR_BOX).count() == 0, page.locator(ERROR_BOX).all_inner_texts()
+    screenshot(page, "training.png")
 
 
 def test_the_server_logged_no_uncaught_exception(server: str) -> None:

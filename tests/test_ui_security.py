@@ -13,6 +13,7 @@ import base64
 import json
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,16 +327,33 @@ def payload_page() -> Shown:
     shown = Shown(errors(at), names(at), {}, [], globs)
     for title in TAB_TITLES:
         open_tab(at, title)
+        if title == "Training":  # its verdicts and charts exist once it has trained
+            train_briefly(at)
         shown.errors.extend(e for e in errors(at) if e not in shown.errors)
         shown.bodies[title] = markdown_bodies(at)
         shown.charts.extend(chart_texts(at))
     return shown
 
 
+def train_briefly(at: AppTest, steps: int = 3, wait_s: float = 120) -> None:
+    """A few steps of training on the Training view, run to their end."""
+    steps_box = next(w for w in at.number_input if w.key == keys.training_widget("steps"))
+    steps_box.set_value(steps).run()
+    at.button(key="train_button").click().run()
+    job, deadline = at.session_state[keys.TRAINING_JOB], time.monotonic() + wait_s
+    while job.running:
+        assert time.monotonic() < deadline, "the training did not end"
+        time.sleep(0.1)
+    assert job.error is None, job.error
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+
+
 def test_the_payload_link_loads_and_renders_every_scheme(payload_page: Shown) -> None:
     assert payload_page.errors == []
     assert payload_page.names == NAME_PAYLOADS
-    for title in ("Variance by depth", "Health", "Code"):  # verdicts, verdicts, expanders
+    # verdicts, verdicts, training verdicts, expanders
+    for title in ("Variance by depth", "Health", "Training", "Code"):
         shown = " ".join(plain(b) for b in payload_page.bodies[title])
         for name in NAME_PAYLOADS:
             assert name in shown, f"{name!r} is not displayed literally on {title}"

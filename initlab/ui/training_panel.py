@@ -126,13 +126,12 @@ def results_ui(results: TrainingResults, shown: Figures, colors: dict[str, str])
     """One verdict line per scheme; loss (and accuracy), update ratio, activation heatmap."""
     verdicts_ui(results, colors)
     loss, accuracy, ratio, heatmap = shown
-    if accuracy is None:
-        st.plotly_chart(loss, key="fig_train_loss")
-    else:
-        left, right = st.columns(2)
-        left.plotly_chart(loss, key="fig_train_loss")
-        right.plotly_chart(accuracy, key="fig_train_accuracy")
+    # One under the other: the titles and legends need the whole width at 1280 px, and the
+    # ratio and the heatmap have a panel per scheme
+    st.plotly_chart(loss, key="fig_train_loss")
     st.caption(FAIR)
+    if accuracy is not None:
+        st.plotly_chart(accuracy, key="fig_train_accuracy")
     st.plotly_chart(ratio, key="fig_train_ratio")
     st.plotly_chart(heatmap, key="fig_train_heatmap")
 
