@@ -364,9 +364,12 @@ def _sequential(jobs: list[Job]) -> Iterator[tuple[Cell, str]]:
 
 
 def _pool(jobs: list[Job], workers: int) -> Iterator[tuple[Cell, str]]:
-    """A local process pool; spawned workers, since forking a process that has used PyTorch's
-    thread pools can hang the child."""
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    """A local process pool. Workers fork from a server process that has imported initlab and
+    nothing else (forking a process that has used PyTorch's thread pools can hang the child;
+    spawning imports PyTorch afresh in every worker of every pool)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["initlab.sweep"])  # instead of the caller's __main__
+    pool = ProcessPoolExecutor(workers, mp_context=context)
     try:
         futures = {pool.submit(run_cell, text): cell for cell, text in jobs}
         for future in as_completed(futures):
