@@ -49,7 +49,7 @@ from torch.func import jacrev, jvp, vjp, vmap
 
 from initlab import theory
 from initlab.csvout import write_csv
-from initlab.experiment import Experiment, build_initialized, make_input
+from initlab.experiment import Experiment, build_initialized, generator, make_input
 from initlab.outline import meta_model
 from initlab.schemes import Scheme, targets
 
@@ -143,18 +143,19 @@ def moments(lams: np.ndarray) -> tuple[float, float]:
 def jacobian_spectrum(
     model: nn.Module,
     inputs: torch.Tensor,
-    generator: torch.Generator | None = None,
+    probes: torch.Generator | None = None,
     max_entries: int = MAX_EXACT_ENTRIES,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The `values` and `summary` rows (without scheme and seed) of any model at a batch of
-    inputs: exact up to `max_entries` Jacobian entries per input, a Lanczos estimate above."""
+    inputs: exact up to `max_entries` Jacobian entries per input, a Lanczos estimate above
+    (its random vectors from `probes`, a generator independent of the weights' stream)."""
     model, inputs = float64_copy(model), inputs.double()
     with torch.no_grad():
         n_out = model(inputs[:1]).numel()
     if n_out * inputs[0].numel() <= max_entries:
         found = [(s, False) for s in exact_singular_values(model, inputs)]
     else:
-        found = [(_estimated(model, x, generator), True) for x in inputs]
+        found = [(_estimated(model, x, probes), True) for x in inputs]
     values = pd.concat([_value_rows(i, s, est) for i, (s, est) in enumerate(found)])
     summary = pd.DataFrame([_summary_row(i, s, est) for i, (s, est) in enumerate(found)])
     return values.reset_index(drop=True), summary
@@ -258,7 +259,9 @@ def spectrum_table(exp: Experiment, inputs: int = 3) -> Spectrum:
         x = make_input(exp, seed)[:inputs]
         for scheme in exp.schemes:
             model, _ = build_initialized(exp, scheme, seed)
-            g = torch.Generator().manual_seed(seed)  # the Lanczos start vectors
+            # The estimate's probes get their own stream: drawn from the weights' stream they
+            # would be the weights' rows, and tr(JᵀJ) would come out badly biased.
+            g = generator(seed, "spectrum")
             v, s = jacobian_spectrum(model, x, g)
             predicted, words = scheme_prediction(exp, outline, scheme)
             tags = {"scheme": scheme.name, "seed": seed}
