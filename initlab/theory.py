@@ -12,8 +12,8 @@ The probe's backward starts from a standard-normal cotangent at the model's outp
 the gradient w.r.t. the last pre-activation has second moment G^L = E[φ'(√q^L z)²], and below it
 G^l = σ_w²^{(l+1)} (fan_out/fan_in)^{(l+1)} E[φ'(√q^l z)²] G^{l+1} (an output layer without an
 activation, `head`, has G^L = 1). The fixed point q* of the map, χ₁ = σ_w² E[φ'(√q* z)²] and
-the depth scale ξ = -1/ln χ₁ name the phase: ordered (χ₁ < 1), critical (|χ₁ - 1| <
-CRITICAL_TOL), chaotic (χ₁ > 1).
+the depth scale ξ = 1/|ln χ₁| (-1/ln χ₁ in the ordered phase) name the phase: ordered
+(χ₁ < 1), critical (|χ₁ - 1| < CRITICAL_TOL), chaotic (χ₁ > 1).
 
 What the probe measures: `act_var` of a Linear row is the variance over all elements of the
 pre-activation (batch × units, correction 0), i.e. its second moment minus the squared grand
