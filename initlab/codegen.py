@@ -26,7 +26,14 @@ from torch import nn
 
 from initlab import initializers
 from initlab.gains import TORCH_GAINS, split_gain
-from initlab.layers import FAMILIES, TRANSPOSED, is_transposed, torch_class
+from initlab.layers import (
+    FAMILIES,
+    NAMED_MEMBERS,
+    SUFFIX_MEMBERS,
+    TRANSPOSED,
+    is_transposed,
+    torch_class,
+)
 from initlab.methods import SWAPPED_MODE, Call, MethodSpec, kaiming_gain
 from initlab.schemes import Rule, Scheme, match_counts
 
@@ -239,11 +246,43 @@ def _tests(rule: Rule, modules: list[nn.Module] | None) -> list[Br]:
         path = 'f"{c.__module__}.{c.__qualname__}"' if "." in rule.layers else "c.__name__"
         test = f"{path} == {literal(rule.layers)}"
         parts = [Br("any", (test, "for c in type(m).__mro__"), genexp=True)]
-    else:
-        parts = [_isinstance(classes)]
+    elif all(_public(c) for c in classes):
+        parts = [_class_test(classes, _members(rule, modules))]
+    else:  # a class outside torch.nn (transformers' Conv1D): by its qualified name, so the
+        # code needs no import of the package that defines it (isinstance ⇔ in the __mro__)
+        names = ", ".join(literal(f"{c.__module__}.{c.__qualname__}") for c in classes)
+        names += "," if len(classes) == 1 else ""
+        test = f'f"{{c.__module__}}.{{c.__qualname__}}" in ({names})'
+        parts = [Br("any", (test, "for c in type(m).__mro__"), genexp=True)]
     if rule.name is not None:
         parts.append(Br("fnmatch.fnmatchcase", ("name", literal(rule.name))))
     return parts
+
+
+Members = tuple[tuple[str, ...], str | None]  # family members known by name: names, suffix
+
+
+def _members(rule: Rule, modules: list[nn.Module] | None) -> Members:
+    """For any model, the family's members outside torch.nn known by class name (Conv1D in
+    Linear, *RMSNorm in RMSNorm); with a model, its own classes say it all."""
+    if modules is not None:
+        return (), None
+    return NAMED_MEMBERS.get(rule.layers, ()), SUFFIX_MEMBERS.get(rule.layers)
+
+
+def _class_test(classes: list[type], members: Members) -> Br:
+    """isinstance over torch.nn classes; with family members known by name, `_is_a`, which
+    also matches those by their class name, so the code imports no package that defines them."""
+    named, suffix = members
+    if not named and not suffix:
+        return _isinstance(classes)
+    items: tuple[str | Br, ...] = ("m", Br("", tuple(_class_path(c) for c in classes)))
+    if len(classes) == 1:
+        items = ("m", Br("", (_class_path(classes[0]) + ",",)))
+    items += tuple(literal(n) for n in named)
+    if suffix:
+        items += (f"suffix={literal(suffix)}",)
+    return Br("_is_a", items)
 
 
 def _isinstance(classes: list[type]) -> Br:
@@ -466,8 +505,10 @@ def _ladder_body(found: Plan, branch: Branch, pad: str) -> list[str]:
 def _transposed(branch: Branch) -> set[bool]:
     """Whether the weights a walking branch initializes are stored (in, out), as
     `apply_scheme` decides it (both values: it depends on the module)."""
-    if branch.modules is None:
-        return {branch.rule.layers in TRANSPOSED}
+    if branch.modules is None:  # any model: a family with a transposed member may hold both
+        layers = branch.rule.layers
+        members = NAMED_MEMBERS.get(layers, ())
+        return {True, False} if any(n in TRANSPOSED for n in members) else {layers in TRANSPOSED}
     own = [
         (m, t)
         for m in branch.modules
@@ -485,8 +526,10 @@ def _weight_lines(branch: Branch, pad: str) -> list[str]:
     if flags != {True, False} or plain == swapped:
         return swapped if flags == {True} else plain
     test = f"type(m).__name__ == {literal(TRANSPOSED[0])} and p.dim() == 2"
-    deeper = [INDENT + line for line in (*swapped, *plain)]
-    return [pad + f"if {test}:", *deeper[: len(swapped)], pad + "else:", *deeper[len(swapped) :]]
+    # one level deeper, wrapped (comments too) for that depth
+    deeper = pad + INDENT * 2
+    head, rest = (init_lines(deeper, spec, "p", index, t) for t in (True, False))
+    return [pad + INDENT + f"if {test}:", *head, pad + INDENT + "else:", *rest]
 
 
 def _walker_body(found: Plan, branch: Branch, pad: str) -> list[str]:
@@ -535,19 +578,20 @@ def _count_lines(found: Plan, kept: list[Branch]) -> list[str]:
     lines.append(f"{INDENT}matches = {{")
     for b in counted:
         modules = None if found.model is None else [m for _, m in _matched(found, b.rule)]
-        tests = [part.flat() for part in _tests(b.rule, modules)]
+        tests = _tests(b.rule, modules)
         walk = "for name, m in model.named_modules()" if b.rule.name else "for m in model.modules()"
         lines += _sum_lines(f"{b.index}: ", tests, walk)
     return [*lines, f"{INDENT}}}"]
 
 
-def _sum_lines(key: str, tests: list[str], walk: str) -> list[str]:
+def _sum_lines(key: str, tests: list[Br], walk: str) -> list[str]:
     """`key: sum(test for m in ...),` in the dict of counts, split as ruff splits it."""
     pad, inner = INDENT * 2, INDENT * 3
-    lines = fit(pad, key, Br("sum", (" and ".join(tests), walk), genexp=True), ",")
+    flat = " and ".join(t.flat() for t in tests)
+    lines = fit(pad, key, Br("sum", (flat, walk), genexp=True), ",")
     if all(len(line) <= WIDTH for line in lines):
         return lines
-    parts = [inner + t for t in tests[:1]] + [f"{inner}and {t}" for t in tests[1:]]
+    parts = [line for i, t in enumerate(tests) for line in fit(inner, "and " if i else "", t)]
     return [f"{pad}{key}sum(", *parts, inner + walk, f"{pad}),"]
 
 
@@ -584,8 +628,9 @@ def _parameter_chain(found: Plan, kept: list[Branch], pad: str) -> list[str]:
         if param is not None:
             tests.append(Br("fnmatch.fnmatchcase", ("pname", literal(param))))
         body = _dispatch(branch, deeper + INDENT) or [deeper + INDENT + "continue"]
-        plain = branch.classes is not None and branch.rule.name is None and param is None
-        _link(chain, tests, body, list(branch.classes) if plain else None)
+        plain = _plain(branch) and param is None
+        members = _members(branch.rule, branch.modules)
+        _link(chain, tests, body, list(branch.classes) if plain else None, members)
     for k, link in enumerate(chain):
         lines += _condition(deeper, "elif" if k else "if", link.tests, link.op) + link.body
     return lines
@@ -598,20 +643,31 @@ class Link:
     tests: list[Br]
     body: list[str]
     op: str = "and"
-    classes: list[type] | None = None  # set while the test is one plain isinstance
+    classes: list[type] | None = None  # set while the test is one plain class test
+    members: Members = ((), None)  # and the family members it also tests by name
 
 
-def _link(chain: list[Link], tests: list[Br], body: list[str], classes: list[type] | None) -> None:
+def _link(
+    chain: list[Link],
+    tests: list[Br],
+    body: list[str],
+    classes: list[type] | None,
+    members: Members = ((), None),
+) -> None:
     """Append a branch; a neighbour with the same body becomes one test (`if a: x elif b: x`
-    is `if a or b: x`): one isinstance over their classes where both are plain."""
+    is `if a or b: x`): one class test over their classes where both are plain."""
     last = chain[-1] if chain else None
     if last and last.body == body and last.classes is not None and classes is not None:
         last.classes += [c for c in classes if c not in last.classes]
-        last.tests = [_isinstance(last.classes)]
-    elif last and last.body == body and len(last.tests) == len(tests) == 1:
+        names = tuple(dict.fromkeys(last.members[0] + members[0]))
+        last.members = (names, last.members[1] or members[1])
+        last.tests = [_class_test(last.classes, last.members)]
+    elif (
+        last and last.body == body and len(tests) == 1 and (len(last.tests) == 1 or last.op == "or")
+    ):
         last.tests, last.op, last.classes = last.tests + tests, "or", None
     else:
-        chain.append(Link(tests, body, classes=classes))
+        chain.append(Link(tests, body, classes=classes, members=members))
 
 
 def _chain(found: Plan, kept: list[Branch], pad: str) -> list[Link]:
@@ -619,9 +675,17 @@ def _chain(found: Plan, kept: list[Branch], pad: str) -> list[Link]:
     chain: list[Link] = []
     for branch in kept:
         tests, body = _tests(branch.rule, branch.modules), branch_body(found, branch, pad)
-        plain = branch.classes is not None and branch.rule.name is None
-        _link(chain, tests, body, list(branch.classes) if plain else None)
+        members = _members(branch.rule, branch.modules)
+        _link(chain, tests, body, list(branch.classes) if _plain(branch) else None, members)
     return chain
+
+
+def _plain(branch: Branch) -> bool:
+    """A branch whose test is a class test over torch.nn classes alone (neighbours merge
+    theirs); not one naming a class outside torch.nn, nor one with a name glob."""
+    if branch.classes is None or branch.rule.name is not None:
+        return False
+    return all(_public(c) for c in branch.classes)
 
 
 def _skip_lines(found: Plan, pad: str) -> list[str]:
@@ -695,6 +759,16 @@ UNTIED = '''def _untied(module: nn.Module, seen: set[int]) -> dict[str, nn.Param
     fresh = {name: p for name, p in own.items() if id(p) not in seen}
     seen.update(id(p) for p in own.values())
     return fresh'''
+IS_A = '''def _is_a(
+    module: nn.Module, classes: tuple[type, ...], *names: str, suffix: str | None = None
+) -> bool:
+    """isinstance, or a base class named in `names` (or ending in `suffix`): classes
+    outside torch.nn, such as transformers' Conv1D (a Linear storing its weight as
+    (in, out)), matched by name so that nothing here imports their package."""
+    bases = [c.__name__ for c in type(module).__mro__]
+    return isinstance(module, classes) or any(
+        b in names or (suffix is not None and b.endswith(suffix)) for b in bases
+    )'''
 FAN = '''def _fan(tensor: torch.Tensor, mode: str) -> int:
     """fan_in or fan_out as torch.nn.init counts them (dim 1 is in, dim 0 is out)."""
     receptive = math.prod(tensor.shape[2:])
@@ -739,6 +813,7 @@ def _helpers(body: str) -> list[str]:
         if re.search(rf"(?<![.\w]){name}\(", body):
             found.append(_tidy(inspect.getsource(getattr(initializers, name))))
     found += [FAN] if "_fan(" in body else []
+    found += [IS_A] if "_is_a(" in body else []
     return found + ([UNTIED] if "_untied(" in body else [])
 
 

@@ -38,6 +38,16 @@ SMALL = {
         "seq_len": 8,
     },
     "rnn": {"name": "rnn", "cell": "gru", "layers": 2, "hidden": 8, "input_size": 4},
+    "hf": {
+        "name": "hf",
+        "architecture": "gpt2",
+        "n_layer": 2,
+        "n_embd": 16,
+        "n_head": 2,
+        "vocab_size": 50,
+        "n_positions": 16,
+        "seq_len": 8,
+    },
 }
 
 
@@ -136,7 +146,8 @@ def test_exported_code_is_plain_pytorch(name):
     code = to_code(preset(name))
     imports = [line for line in code.splitlines() if line.startswith(("import ", "from "))]
     assert all("initlab" not in line for line in imports)
-    assert ("matches = {" in code) == (name == "gpt2")  # counts only where a scale needs them
+    # counts only where a scale needs them
+    assert ("matches = {" in code) == (name in ("gpt2", "residual_scaled"))
     compile(code, "<generated>", "exec")
 
 

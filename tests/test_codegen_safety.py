@@ -21,7 +21,7 @@ from initlab import PRESETS, Rule, Scheme, preset, to_code
 from initlab.layers import FAMILIES
 
 IMPORTS = {"__future__", "fnmatch", "math", "torch"}
-FUNCTIONS = {"initialize_weights", "sparse_", "variance_scaling_", "_fan", "_untied"}
+FUNCTIONS = {"initialize_weights", "sparse_", "variance_scaling_", "_fan", "_untied", "_is_a"}
 DEFINED = {"annotations", "fnmatch", "math", "torch", "nn", *FUNCTIONS}
 # Payloads that would be code or markup if any text were written raw.
 PAYLOADS = [

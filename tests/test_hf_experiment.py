@@ -3,11 +3,14 @@ against it there too, so a link naming Llama gets Llama's residual projections."
 
 from __future__ import annotations
 
+import ast
 import math
 
 import pytest
+import torch
 
 import initlab
+from initlab.outline import meta_model
 
 LLAMA = {"name": "hf", "architecture": "llama", "num_hidden_layers": 4}
 
@@ -34,3 +37,30 @@ def test_pytorch_default_in_an_experiment_is_not_as_constructed_on_hf() -> None:
     assert exp.schemes[0].rules and not exp.schemes[1].rules
     again = initlab.Experiment.from_dict(exp.to_dict())
     assert again.schemes == exp.schemes
+
+
+def test_code_for_a_linear_rule_on_gpt2_covers_conv1d_without_importing_transformers() -> None:
+    exp = initlab.Experiment.from_dict(
+        {
+            "model": {"name": "hf", "architecture": "gpt2", "n_layer": 2},
+            "schemes": [{"name": "x", "rules": [{"layers": "Linear", "weight": "xavier_normal"}]}],
+        }
+    )
+    scheme, model = exp.schemes[0], meta_model(exp.model)
+    code = initlab.to_code(scheme, model)
+    imported = {
+        alias.name
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not any("transformers" in name for name in imported), imported
+    namespace: dict = {}
+    exec(compile(code, "generated", "exec"), namespace)
+    ours, theirs = (initlab.build_model(exp.model, seed=0) for _ in range(2))
+    namespace["initialize_weights"](ours, torch.Generator().manual_seed(5))
+    initlab.apply_scheme(theirs, scheme, torch.Generator().manual_seed(5))
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    c_attn = dict(ours.named_parameters())["transformer.h.0.attn.c_attn.weight"]
+    assert c_attn.std().item() == pytest.approx(math.sqrt(2 / sum(c_attn.shape)), rel=0.05)
