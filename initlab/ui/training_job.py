@@ -53,10 +53,9 @@ class Job:
     fraction: float = 0.0
     message: str = "building the models and the task's data"
     harvested: bool = False
-    # What the page last drew of it while it ran, and when it may draw again (the page's
-    # memory, never touched by the thread)
+    # What the page last drew of it while it ran (the page's memory; the thread never
+    # touches it)
     shown: dict[str, Any] = field(default_factory=dict)
-    redraw_at: float = 0.0
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._work, name="initlab-training", daemon=True)

@@ -8,7 +8,6 @@ the progress bar and the curves about once a second; the rest of the page stays 
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
@@ -24,9 +23,8 @@ from initlab.ui.text import chip, describe, md
 if TYPE_CHECKING:  # the tab table's View; results_panel imports this module
     from initlab.ui.results_panel import View
 
-POLL_S = 1.0  # how often the progress bar redraws while a job runs
-LIVE_MIN_S = 2.0  # the curves at most this often
-LIVE_SHARE = 4.0  # and building them at most about a fifth of the time (see live_view)
+POLL_S = 2.0  # how often the progress bar redraws while a job runs (each rerun slows it)
+LIVE_CURVES_S = 5.0  # how often the curves do (each redraw slows the training thread)
 FLOOR_NOTES = {"tokens": "the chain's entropy rate"}
 FAIR = (
     "For a given seed every scheme trains on the same batches in the same order and is "
@@ -45,6 +43,8 @@ def training_tab(view: View) -> None:
     job = training_job.job()
     if running:
         live_ui(key, view.colors)
+        if job is not None and job.key == key:
+            live_curves_ui(key, view.colors)
     if not (running and job is not None and job.key == key):
         done_ui(key, view.colors)
 
@@ -99,9 +99,24 @@ def live_ui(key: str, colors: dict[str, str]) -> None:
             "Train trains the one on screen and stops it."
         )
         return
+
+
+@st.fragment(run_every=LIVE_CURVES_S)
+def live_curves_ui(key: str, colors: dict[str, str]) -> None:
+    """This experiment's verdicts and loss (and accuracy) so far, redrawn less often than the
+    progress: every redraw takes the interpreter from the training thread (the ratio and the
+    heatmap come when it ends)."""
+    job = training_job.job()
+    if job is None or not job.running or job.key != key:
+        return  # the progress fragment reruns the page when the job ends
     drawn = live_view(job, colors)
-    if drawn is not None:
-        results_ui(*drawn, colors)
+    if drawn is None:
+        return
+    results, (loss, accuracy) = drawn
+    verdicts_ui(results, colors)
+    st.plotly_chart(loss, key="fig_train_loss")
+    if accuracy is not None:
+        st.plotly_chart(accuracy, key="fig_train_accuracy")
 
 
 def done_ui(key: str, colors: dict[str, str]) -> None:
@@ -167,26 +182,16 @@ def heatmap_figure(results: TrainingResults) -> go.Figure:
 
 def live_view(
     job: training_job.Job, colors: dict[str, str]
-) -> tuple[TrainingResults, Figures] | None:
-    """The running job's results and figures, rebuilt only now and then: building them takes
-    the interpreter from the training thread, so they take at most about 1 / (1 + LIVE_SHARE)
-    of the time, and a figure whose table has not grown since is kept as it was."""
-    now = time.monotonic()
-    if "figures" in job.shown and now < job.redraw_at:
-        return job.shown["results"], job.shown["figures"]
+) -> tuple[TrainingResults, tuple[go.Figure, go.Figure | None]] | None:
+    """The running job's results and curves; the curves are rebuilt only when the training
+    table has grown since they were last drawn."""
     results = job.results()
     if results is None:
         return None
-    sizes = {name: len(getattr(results, name)) for name in ("training", "params", "layers")}
-    old, kept = job.shown.get("sizes", {}), job.shown.get("figures")
-    same = {name: kept is not None and old.get(name) == n for name, n in sizes.items()}
-    loss, accuracy = kept[:2] if same["training"] else curves(results, colors)
-    ratio = kept[2] if same["params"] else ratio_figure(results)
-    heatmap = kept[3] if same["layers"] else heatmap_figure(results)
-    shown = (loss, accuracy, ratio, heatmap)
-    job.shown = {"results": results, "figures": shown, "sizes": sizes}
-    job.redraw_at = time.monotonic() + max(LIVE_MIN_S, LIVE_SHARE * (time.monotonic() - now))
-    return results, shown
+    rows = len(results.training)
+    if job.shown.get("rows") != rows:
+        job.shown = {"rows": rows, "curves": curves(results, colors)}
+    return results, job.shown["curves"]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
