@@ -23,8 +23,10 @@ from initlab.models import MODELS
 from initlab.outline import meta_model
 from initlab.plots_sweep import report_html
 from initlab.presets import PRESETS
-from initlab.report import build_report
+from initlab.report import Extras, build_report
+from initlab.spectrum import spectrum_table
 from initlab.sweep import Sweep, run_sweep, write_results
+from initlab.theory import predict
 from initlab.training import Trainer, TrainingResults
 
 EXIT_INVALID = 2
@@ -36,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     run_p = sub.add_parser("run", help="run an experiment file; write CSV tables")
     run_p.add_argument("experiment", help="experiment JSON file")
     run_p.add_argument("--out", required=True, help="folder for the results")
+    run_p.add_argument(
+        "--theory", action="store_true", help="also the mean-field prediction (theory.csv)"
+    )
+    run_p.add_argument(
+        "--spectrum",
+        action="store_true",
+        help="also the input-output Jacobian's singular values (spectrum.csv)",
+    )
     run_p.add_argument(
         "--device",
         choices=("cpu", "cuda", "auto"),
@@ -107,7 +117,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.device:
         exp = exp.model_copy(update={"device": args.device})
     results: Results = run(exp, progress=_progress())
-    _write_all(exp, results, None, out)
+    extras = Extras(
+        predict(exp, results) if args.theory else None,
+        spectrum_table(exp) if args.spectrum else None,
+    )
+    _write_all(exp, results, None, out, extras)
     return 0
 
 
@@ -128,16 +142,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _write_all(
-    exp: Experiment, results: Results, training: TrainingResults | None, out: Path
+    exp: Experiment,
+    results: Results,
+    training: TrainingResults | None,
+    out: Path,
+    extras: Extras | None = None,
 ) -> None:
     print_warnings(results)
+    extras = extras or Extras()
     paths = results.write_csv(out)
-    if training is not None:
-        paths += training.write_csv(out)
+    for part in (training, extras.theory, extras.spectrum):
+        if part is not None:
+            paths += part.write_csv(out)
     (out / "experiment.json").write_text(exp.to_json() + "\n", encoding="utf-8")
     tables = {"layers": results.layers, "params": results.params, "histograms": results.histograms,
               "warnings": results.warnings}  # fmt: skip
-    report = build_report(exp, tables, training)
+    report = build_report(exp, tables, training, extras)
     (out / "report.html").write_text(report, encoding="utf-8")
     for path in [*paths, out / "experiment.json", out / "report.html"]:
         print(path)

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from initlab import plots, plots_training
+from initlab import plots, plots_theory, plots_training
 from initlab.codegen import to_code
 from initlab.experiment import Experiment
 from initlab.health import default_role, layer_health, verdicts
 from initlab.outline import meta_model
+from initlab.spectrum import Spectrum
+from initlab.theory import Theory
 from initlab.training import TrainingResults
 from initlab.training_words import training_verdicts
 
@@ -98,10 +101,50 @@ def _training_html(training: TrainingResults | None, colors: dict[str, str]) -> 
     return [head, note, "<ul>" + "".join(items) + "</ul>", *body]
 
 
+@dataclass(frozen=True)
+class Extras:
+    """What the report shows when it was asked for: the theory and the Jacobian spectrum."""
+
+    theory: Theory | None = None
+    spectrum: Spectrum | None = None
+
+
+def _theory_html(extras: Extras, layers: pd.DataFrame, colors: dict[str, str]) -> list[str]:
+    """Predicted against measured variance (dashed: the mean-field length map), one line per
+    scheme (its phase, or why there is no prediction), and the spectrum's histograms."""
+    parts: list[str] = []
+    if extras.theory is not None:
+        rows = extras.theory.schemes.itertuples(index=False)
+        items = [
+            f"<li><b>{html.escape(str(r.scheme))}</b>: {html.escape(_said(r))}</li>" for r in rows
+        ]
+        fig = plots_theory.variance_with_theory(layers, extras.theory.layers, colors=colors)
+        parts += ["<h2>Theory</h2>", "<ul>" + "".join(items) + "</ul>"]
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
+    if extras.spectrum is not None:
+        sp = extras.spectrum
+        fig = plots_theory.spectrum_histograms(sp.values, sp.summary, colors=colors)
+        parts += [
+            "<h2>Jacobian spectrum</h2>",
+            fig.to_html(full_html=False, include_plotlyjs=False),
+        ]
+        parts.append(sp.summary.to_html(index=False, float_format="%.4g"))
+    return parts
+
+
+def _said(row: object) -> str:
+    verdict, reason = getattr(row, "verdict", ""), getattr(row, "reason", "")
+    return str(verdict) if isinstance(verdict, str) and verdict else str(reason)
+
+
 def build_report(
-    exp: Experiment, tables: dict[str, pd.DataFrame], training: TrainingResults | None = None
+    exp: Experiment,
+    tables: dict[str, pd.DataFrame],
+    training: TrainingResults | None = None,
+    extras: Extras | None = None,
 ) -> str:
-    """The whole report as one HTML string; with `training`, its section after the verdicts."""
+    """The whole report as one HTML string; with `training`, its section after the verdicts,
+    and the theory and the spectrum where `extras` holds them."""
     colors = plots.scheme_colors([s.name for s in exp.schemes])
     # An experiment is only built with the caller's permission for its model, so its outline
     # may be built here; the code then names the classes this model has.
@@ -114,6 +157,7 @@ def build_report(
         _warnings_html(tables),
         *_figure_html(_figures(tables, colors, exp.input_variance())),
         *_training_html(training, colors),
+        *_theory_html(extras or Extras(), tables["layers"], colors),
         "<h2>Health</h2>",
         layer_health(tables["layers"]).to_html(index=False),
         "<h2>Parameters</h2>",
