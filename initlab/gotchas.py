@@ -28,7 +28,7 @@ from torch import nn
 
 from initlab.layers import FAMILIES, TRANSPOSED, class_path, family_of, matches_layers
 from initlab.methods import fans
-from initlab.schemes import Rule, Scheme, Target, compile_glob, targets
+from initlab.schemes import Rule, Scheme, Target, compile_glob, has_own_init, targets
 
 WARNING_COLUMNS = ["scheme", "check", "level", "message"]
 Level = Literal["warning", "info"]
@@ -270,6 +270,8 @@ def _keeps_a_sqrt5(t: Target) -> bool:
 
 
 def _default_a_sqrt5(subject: Subject) -> list[str]:
+    if has_own_init(subject.model):  # a Hugging Face model: its default is its _init_weights
+        return []
     kept = [t for t in subject.targets if _keeps_a_sqrt5(t)]
     if not kept:
         return []

@@ -64,3 +64,12 @@ def test_code_for_a_linear_rule_on_gpt2_covers_conv1d_without_importing_transfor
         assert torch.equal(a, b), name
     c_attn = dict(ours.named_parameters())["transformer.h.0.attn.c_attn.weight"]
     assert c_attn.std().item() == pytest.approx(math.sqrt(2 / sum(c_attn.shape)), rel=0.05)
+
+
+def test_as_constructed_on_a_hugging_face_model_raises_no_a_sqrt5_warning() -> None:
+    model = initlab.build_model(LLAMA, seed=0)
+    found = initlab.scheme_warnings(initlab.preset("as_constructed", "silu"), model)
+    assert "default_a_sqrt5" not in {w.check for w in found}
+    mlp = initlab.build_model({"name": "mlp", "depth": 3, "width": 8}, seed=0)
+    found = initlab.scheme_warnings(initlab.preset("pytorch_default", "relu"), mlp)
+    assert "default_a_sqrt5" in {w.check for w in found}  # the zoo's default still warns
