@@ -127,7 +127,7 @@ def _orthogonal_recurrent(act: str) -> list[dict]:
 
 GPT2_STD = 0.02  # GPT-2's initializer_range
 # Hugging Face's GPT-2 uses `Conv1D` (a Linear with its weight stored transposed, (in, out)).
-GPT2_LINEAR = ("Linear", "Conv1D")
+GPT2_LINEAR = ("Linear",)  # the Linear family holds transformers' Conv1D too
 
 
 def _gpt2(act: str) -> list[dict]:

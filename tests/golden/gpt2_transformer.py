@@ -5,11 +5,9 @@
 #   no rule decides keep PyTorch's default.
 #   rule 0 (Linear named '*.c_proj'): weight normal(mean=0.0, std=0.02) × 1/√(number of
 #     modules this rule matches) = 1/√(2·n_layers) in GPT-2; 8 in this model, bias zeros
-#   rule 1 (Conv1D named '*.c_proj'): matches no layer of this model, left out
-#   rule 2 (Linear): weight normal(mean=0.0, std=0.02), bias zeros
-#   rule 3 (Conv1D): matches no layer of this model, left out
-#   rule 4 (Embedding): weight normal(mean=0.0, std=0.02), bias PyTorch's default
-#   rule 5 (LayerNorm): weight ones, bias zeros
+#   rule 1 (Linear): weight normal(mean=0.0, std=0.02), bias zeros
+#   rule 2 (Embedding): weight normal(mean=0.0, std=0.02), bias PyTorch's default
+#   rule 3 (LayerNorm): weight ones, bias zeros
 
 from __future__ import annotations
 
