@@ -15,6 +15,7 @@ import streamlit as st
 import torch
 from pydantic import BaseModel
 
+from initlab.architectures import ARCHITECTURES
 from initlab.experiment import Experiment, InputSpec
 from initlab.models import MODELS, normalize_model_spec
 from initlab.ui import keys
@@ -70,6 +71,21 @@ def model_ui() -> dict[str, Any]:
             spec[p.name] = value
     if overridden:
         st.caption(f"{' and '.join(overridden)} follow from the list of widths.")
+    if name == "hf":
+        spec |= _architecture_ui(spec["architecture"])
+    return spec
+
+
+def _architecture_ui(architecture: str) -> dict[str, Any]:
+    """A Hugging Face architecture's own config fields (each architecture keeps its values)."""
+    arch = ARCHITECTURES[architecture]
+    st.caption(f"**{architecture}**: {arch.summary}")
+    spec: dict[str, Any] = {}
+    for p in arch.params:
+        key = keys.model_param(f"hf.{architecture}", p.name)
+        value = param_widget(p, key, p.default, bounded=True)
+        if value is not None:
+            spec[p.name] = value
     return spec
 
 

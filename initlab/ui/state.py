@@ -7,6 +7,7 @@ from typing import Any
 
 import streamlit as st
 
+from initlab.architectures import ARCHITECTURES
 from initlab.experiment import Experiment
 from initlab.models import MODELS
 from initlab.presets import PRESETS
@@ -58,11 +59,18 @@ def load_experiment(exp: Experiment) -> None:
 def _load_model(model: dict[str, Any]) -> None:
     name = model["name"]
     load_value(keys.MODEL_NAME, name)
-    for p in MODELS[name].params:
+    _load_params(model, MODELS[name].params, name)
+    if name == "hf":  # and the architecture's own config fields
+        arch = model["architecture"]
+        _load_params(model, ARCHITECTURES[arch].params, f"hf.{arch}")
+
+
+def _load_params(model: dict[str, Any], params: tuple, owner: str) -> None:
+    for p in params:
         if p.kind == "ints":  # "" when absent: an earlier list must not linger
-            load_value(keys.model_param(name, p.name), format_ints(model.get(p.name)))
+            load_value(keys.model_param(owner, p.name), format_ints(model.get(p.name)))
         elif model.get(p.name) is not None:
-            load_value(keys.model_param(name, p.name), model[p.name])
+            load_value(keys.model_param(owner, p.name), model[p.name])
 
 
 def _load_input(exp: Experiment) -> None:
