@@ -11,6 +11,7 @@ import statistics
 import time
 from typing import Any
 
+from benchmarks.__main__ import print_table
 from initlab.experiment import Experiment
 from initlab.training import Trainer
 
@@ -95,3 +96,13 @@ def whole_training_row(steps: int = 300, repeats: int = 3) -> dict[str, Any]:
         "per step and run ms": trained / (steps * 4) * 1e3,
         "default records ÷ one record": trained / bare,
     }
+
+
+def main() -> None:
+    """`python -m benchmarks.training_cost`: both tables, as Markdown."""
+    print_table("Training: a recorded step ÷ an unrecorded one", recorded_step_rows(15))
+    print_table("Training: a whole run", [whole_training_row(300, 3)])
+
+
+if __name__ == "__main__":
+    main()
