@@ -32,3 +32,11 @@ def test_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert test_command in ci
     assert "requirements-dev.txt" in commands[1] and "requirements-dev.txt" in ci
+
+
+def test_the_notebook_example_runs() -> None:
+    block = next(b for b in python_blocks() if "initlab.compare(" in b)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    res = namespace["res"]
+    assert set(res.layers["scheme"]) == {"As constructed", "Xavier normal (activation gain)"}
