@@ -36,7 +36,7 @@ def teacher_run():
     exp = experiment(
         MLP10,
         ["kaiming_normal", "too_small", "zeros"],
-        {"task": "teacher", "steps": 300, "optimizer": {"name": "sgd", "lr": 0.1}},
+        {"task": "teacher", "steps": 300, "optimizer": {"name": "sgd", "lr": 0.03}},
         seeds=[0, 1],
     )
     trainer = Trainer(exp)
@@ -47,9 +47,9 @@ def teacher_run():
 def test_kaiming_learns_the_teacher_and_too_small_does_not(teacher_run) -> None:
     _, results = teacher_run
     kaiming, small = final_heldout(results, "kaiming_normal"), final_heldout(results, "too_small")
-    # Measured on seed 0: kaiming 0.80, too_small 1.006 (its signal vanishes over ten layers,
-    # so it stays at chance); PyTorch's default, 1.006, learns no faster than too_small here.
-    assert kaiming < 0.9 * small, (kaiming, small)
+    # Measured (mean of seeds 0 and 1): kaiming 0.537 (0.519, 0.554), too_small 1.006: its
+    # signal vanishes over ten layers, so it stays at chance (1.006).
+    assert kaiming < 0.7 * small, (kaiming, small)
     assert small > 0.9 * results.chance
 
 
