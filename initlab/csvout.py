@@ -43,3 +43,15 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     # An open file, not the path: pandas would expand "~" and read "http:..." as a URL.
     with open(path, "w", encoding="utf-8", newline="") as stream:
         neutralized(frame).to_csv(stream, index=False, quoting=QUOTING)
+
+
+def write_tables(folder: str | Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
+    """Each table as `folder/<name>.csv` (the folder made if needed); the paths, in order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, frame in tables.items():
+        path = folder / f"{name}.csv"
+        write_csv(frame, path)
+        paths.append(path)
+    return paths

@@ -33,7 +33,7 @@ from pydantic import (
 )
 from torch import nn
 
-from initlab.csvout import write_csv
+from initlab.csvout import write_tables
 from initlab.gotchas import WarningCollector, empty_table
 from initlab.guard import check_budget
 from initlab.models import MODELS, build_model, normalize_model_spec
@@ -377,14 +377,8 @@ class Results:
     warnings: pd.DataFrame = field(default_factory=empty_table)
 
     def write_csv(self, folder: str | Path) -> list[Path]:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name in ("layers", "params", "histograms"):
-            path = folder / f"{name}.csv"
-            write_csv(getattr(self, name), path)
-            paths.append(path)
-        return paths
+        names = ("layers", "params", "histograms")
+        return write_tables(folder, {name: getattr(self, name) for name in names})
 
 
 LAYERS_OUT = ["scheme", "seed", *LAYER_COLUMNS]

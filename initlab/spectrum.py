@@ -48,7 +48,7 @@ from torch import nn
 from torch.func import jacrev, jvp, vjp, vmap
 
 from initlab import theory
-from initlab.csvout import write_csv
+from initlab.csvout import write_tables
 from initlab.experiment import Experiment, build_initialized, generator, make_input
 from initlab.outline import meta_model
 from initlab.schemes import Scheme, targets
@@ -238,12 +238,7 @@ class Spectrum:
 
     def write_csv(self, folder: str | Path) -> list[Path]:
         """spectrum.csv (the singular values) and spectrum_summary.csv."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / "spectrum.csv", folder / "spectrum_summary.csv"]
-        write_csv(self.values, paths[0])
-        write_csv(self.summary, paths[1])
-        return paths
+        return write_tables(folder, {"spectrum": self.values, "spectrum_summary": self.summary})
 
 
 def spectrum_table(exp: Experiment, inputs: int = 3) -> Spectrum:

@@ -61,7 +61,7 @@ import pandas as pd
 from scipy import special
 from torch import nn
 
-from initlab.csvout import write_csv
+from initlab.csvout import write_tables
 from initlab.health import with_depth
 from initlab.outline import meta_model
 from initlab.schemes import Scheme, Target, params_table, targets
@@ -484,12 +484,7 @@ class Theory:
 
     def write_csv(self, folder: str | Path) -> list[Path]:
         """theory.csv (per scheme and layer) and theory_schemes.csv (per scheme)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / "theory.csv", folder / "theory_schemes.csv"]
-        write_csv(self.layers, paths[0])
-        write_csv(self.schemes, paths[1])
-        return paths
+        return write_tables(folder, {"theory": self.layers, "theory_schemes": self.schemes})
 
 
 def predict(exp: Experiment, results: Results | None = None) -> Theory:

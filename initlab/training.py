@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from initlab.csvout import write_csv
+from initlab.csvout import write_tables
 from initlab.experiment import (
     Experiment,
     build_initialized,
@@ -90,14 +90,9 @@ class TrainingResults:
     steps: int = 0
 
     def write_csv(self, folder: str | Path) -> list[Path]:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name in ("training", "layers", "params", "runs"):
-            path = folder / ("training.csv" if name == "training" else f"training_{name}.csv")
-            write_csv(getattr(self, name), path)
-            paths.append(path)
-        return paths
+        tables = {"training": self.training, "training_layers": self.layers}
+        tables |= {"training_params": self.params, "training_runs": self.runs}
+        return write_tables(folder, tables)
 
 
 # ---------------------------------------------------------------- what is trained
