@@ -379,13 +379,21 @@ def _add_line(
     )
 
 
-def _add_band(fig: go.Figure, part: pd.DataFrame, scheme: str, color: str) -> None:
-    """Min–max over seeds as a translucent band (low edge, then high edge filled down to it)."""
+def _add_band(
+    fig: go.Figure,
+    part: pd.DataFrame,
+    scheme: str,
+    color: str,
+    x: str = "depth",
+    group: str | None = None,
+) -> None:
+    """Min–max over seeds as a translucent band (low edge, then high edge filled down to it),
+    along column `x`, in legend group `group` (the scheme's by default)."""
     if part["seeds"].max() < 2:
         return  # one seed: the band would be a line on top of the median
     r, g, b = hex_to_rgb(color)
-    edge = {"x": part["depth"], "mode": "lines", "line": {"width": 0}, "connectgaps": False}
-    edge |= {"legendgroup": scheme, "showlegend": False, "hoverinfo": "skip"}
+    edge = {"x": part[x], "mode": "lines", "line": {"width": 0}, "connectgaps": False}
+    edge |= {"legendgroup": group or scheme, "showlegend": False, "hoverinfo": "skip"}
     fig.add_trace(go.Scatter(y=part["low"], name=_text(f"{scheme} min"), **edge))
     fill = {"fill": "tonexty", "fillcolor": f"rgba({r}, {g}, {b}, 0.2)"}
     fig.add_trace(go.Scatter(y=part["high"], name=_text(f"{scheme} max"), **fill, **edge))

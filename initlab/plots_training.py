@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import hex_to_rgb, sample_colorscale
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from initlab.health import scheme_order
@@ -27,6 +27,7 @@ from initlab.plots import (
     NAMED_TICKS,
     ROLE_WORDS,
     TICK_FONT_PX,
+    _add_band,
     _axis_px,
     _colors_for,
     _empty,
@@ -129,16 +130,8 @@ def _over_seeds(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def _band(fig: go.Figure, part: pd.DataFrame, name: str, group: str, color: str) -> None:
-    """Min–max over seeds as a translucent band, drawn as in `plots.variance_by_depth`:
-    the low edge, then the high edge filled down to it; none for a single seed."""
-    if part["seeds"].max() < 2:
-        return
-    r, g, b = hex_to_rgb(color)
-    edge = {"x": part["step"], "mode": "lines", "line": {"width": 0}, "connectgaps": False}
-    edge |= {"legendgroup": group, "showlegend": False, "hoverinfo": "skip"}
-    fig.add_trace(go.Scatter(y=part["low"], name=_text(f"{name} min"), **edge))
-    fill = {"fill": "tonexty", "fillcolor": f"rgba({r}, {g}, {b}, 0.2)"}
-    fig.add_trace(go.Scatter(y=part["high"], name=_text(f"{name} max"), **fill, **edge))
+    """Min–max over seeds as a translucent band, drawn as in `plots.variance_by_depth`."""
+    _add_band(fig, part, name, color, x="step", group=group)
 
 
 def _series(
