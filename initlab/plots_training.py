@@ -175,24 +175,27 @@ def _key(fig: go.Figure, name: str, dash: str) -> None:
     )
 
 
-def _level(fig: go.Figure, y: float, label: str, steps: tuple[float, float]) -> None:
-    """A dotted horizontal reference across the run, labelled at its right end; a trace (not a
-    shape), as in `plots`, so the log axis's range always includes it."""
-    fig.add_trace(
-        go.Scatter(
-            x=list(steps),
-            y=[y, y],
-            name=label,
-            mode="lines+text",
-            text=["", label],
-            textposition="top left",
-            textfont={"size": TICK_FONT_PX, "color": "#666"},
-            line={"color": REFERENCE_COLOR, "dash": "dot", "width": 1.5},
-            showlegend=False,
-            hovertemplate=label + "<extra></extra>",
-            cliponaxis=False,
-        )
+def _reference(y: float, label: str, steps: list[float], dash: str, hover: str) -> go.Scatter:
+    """A horizontal reference line labelled at its right end; a trace (not a shape), as in
+    `plots`, so a log axis's range always includes it."""
+    return go.Scatter(
+        x=steps,
+        y=[y, y],
+        name=label,
+        mode="lines+text",
+        text=["", label],
+        textposition="top left",
+        textfont={"size": TICK_FONT_PX, "color": "#666"},
+        line={"color": REFERENCE_COLOR, "dash": dash, "width": 1.5},
+        showlegend=False,
+        hovertemplate=hover + "<extra></extra>",
+        cliponaxis=False,
     )
+
+
+def _level(fig: go.Figure, y: float, label: str, steps: tuple[float, float]) -> None:
+    """A dotted reference (the floor, chance) across the run."""
+    fig.add_trace(_reference(y, label, list(steps), "dot", label))
 
 
 # ---------------------------------------------------------------- loss and accuracy
@@ -407,20 +410,7 @@ def _guides(fig: go.Figure, y: float, label: str, summary: pd.DataFrame, panels:
     """The dashed guide in every panel, as a trace so each panel's y range includes it."""
     steps = [float(summary["step"].min()), float(summary["step"].max())]
     for col in range(1, panels + 1):
-        guide = go.Scatter(
-            x=steps,
-            y=[y, y],
-            name=label,
-            mode="lines+text",
-            text=["", label],
-            textposition="top left",
-            textfont={"size": TICK_FONT_PX, "color": "#666"},
-            line={"color": REFERENCE_COLOR, "dash": "dash", "width": 1.5},
-            showlegend=False,
-            hovertemplate=f"guide {label}<extra></extra>",
-            cliponaxis=False,
-        )
-        fig.add_trace(guide, row=1, col=col)
+        fig.add_trace(_reference(y, label, steps, "dash", f"guide {label}"), row=1, col=col)
 
 
 # ---------------------------------------------------------------- activations over training
