@@ -8,7 +8,6 @@ quadrature: for σ_w², σ_b² the length map's fixed point q* = σ_w² E[φ(√
 
 from __future__ import annotations
 
-import functools
 import html
 import json
 import math
@@ -20,6 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from initlab.meanfield import ACTIVATIONS, chi, fixed_point
 from initlab.plots import _empty, _style, _text, scheme_colors
 
 RATIOS = {
@@ -31,57 +31,15 @@ MAX_LINES = 6  # layers drawn in a coordinate check
 ArrayFn = Callable[[np.ndarray], np.ndarray]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-_ERF = np.vectorize(math.erf)
-SELU_A, SELU_L = 1.6732632423543772, 1.0507009873554805
-# Each activation of the mlp zoo model and its derivative, for the mean-field expectations.
-ACTIVATIONS: dict[str, tuple[ArrayFn, ArrayFn]] = {
-    "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
-    "relu": (lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float)),
-    "leaky_relu": (lambda x: np.where(x > 0, x, 0.01 * x), lambda x: np.where(x > 0, 1.0, 0.01)),
-    "identity": (lambda x: x, np.ones_like),
-    "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1.0 - _sigmoid(x))),
-    "silu": (lambda x: x * _sigmoid(x), lambda x: _sigmoid(x) * (1.0 + x * (1.0 - _sigmoid(x)))),
-    "gelu": (
-        lambda x: 0.5 * x * (1.0 + _ERF(x / math.sqrt(2.0))),
-        lambda x: (
-            0.5 * (1.0 + _ERF(x / math.sqrt(2.0)))
-            + x * np.exp(-(x**2) / 2) / math.sqrt(2 * math.pi)
-        ),
-    ),
-    "selu": (
-        lambda x: SELU_L * np.where(x > 0, x, SELU_A * (np.exp(np.minimum(x, 0.0)) - 1.0)),
-        lambda x: SELU_L * np.where(x > 0, 1.0, SELU_A * np.exp(np.minimum(x, 0.0))),
-    ),
-}
-
-
 # ---------------------------------------------------------------- mean field
 
 
-@functools.cache
-def _gauss(points: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of E[f(z)], z ~ N(0, 1) (probabilists' Hermite polynomials); an even
-    count, so no node sits on a kink at 0 (relu's derivative)."""
-    z, w = np.polynomial.hermite_e.hermegauss(points)
-    return z, w / math.sqrt(2.0 * math.pi)
-
-
 def chi1(activation: str, sigma_w2: float, sigma_b2: float) -> float:
-    """χ₁ at the length map's fixed point q* (iterated from q = 1 up to 500 times, q capped at
-    10⁶: near σ_b² = 0 and σ_w² = 1 the map creeps towards its fixed point)."""
-    phi, dphi = ACTIVATIONS[activation]
-    z, w = _gauss()
-    q = 1.0
-    for _ in range(500):
-        new = min(sigma_w2 * float(w @ phi(math.sqrt(q) * z) ** 2) + sigma_b2, 1e6)
-        if abs(new - q) <= 1e-10 * max(q, 1.0):
-            break
-        q = new
-    return sigma_w2 * float(w @ dphi(math.sqrt(q) * z) ** 2)
+    """χ₁ at the length map's fixed point q*, reached from q = 1 (`initlab.meanfield`); inf
+    where the map grows without bound."""
+    act = ACTIVATIONS[activation]
+    q = fixed_point(act, sigma_w2, sigma_b2, 1.0)
+    return chi(act, q, sigma_w2) if math.isfinite(q) else math.inf
 
 
 def critical_sigma_w2(activation: str, sigma_b2: float) -> float | None:

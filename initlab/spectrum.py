@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.func import jacrev, jvp, vjp, vmap
 
-from initlab import theory
+from initlab import meanfield, theory
 from initlab.csvout import write_tables
 from initlab.experiment import Experiment, build_initialized, generator, make_input
 from initlab.outline import meta_model
@@ -206,8 +206,8 @@ def predicted_norm_var(chain: list[theory.Layer], methods: list[str], x2: float)
     total = 0.0
     for layer, method, q in zip(chain, methods, theory.forward(chain, x2), strict=True):
         if layer.activation is not None and layer.activation.name != "identity":
-            mu1 = theory.derivative_moment(layer.activation, q, 2)
-            mu2 = theory.derivative_moment(layer.activation, q, 4)
+            mu1 = meanfield.derivative_moment(layer.activation, q, 2)
+            mu2 = meanfield.derivative_moment(layer.activation, q, 4)
             total += mu2 / mu1**2 - 1 if mu1 > 0 else math.inf
         total += 0.0 if method == "orthogonal" else 1.0
     return total

@@ -13,7 +13,7 @@ from scipy import integrate
 from torch import nn
 
 import initlab
-from initlab import theory
+from initlab import meanfield, theory
 from initlab.models import ACTIVATIONS as MODULES
 
 QS = [1e-4, 0.01, 0.5, 1.0, 3.0, 10.0, 100.0, 1e4]
@@ -33,11 +33,13 @@ def quad_expectation(f, q: float) -> float:
 
 @pytest.mark.parametrize("name", list(MODULES))
 def test_quadrature_matches_scipy_quad_for_every_registered_activation(name: str) -> None:
-    act = theory.ACTIVATIONS[name]
+    act = meanfield.ACTIVATIONS[name]
     for q in QS:
         for f in (lambda x: act.phi(x) ** 2, lambda x: act.dphi(x) ** 2):
             expected = quad_expectation(f, q)
-            assert theory.gaussian_expectation(f, q) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+            assert meanfield.gaussian_expectation(f, q) == pytest.approx(
+                expected, rel=1e-9, abs=1e-15
+            )
 
 
 @pytest.mark.parametrize("name", list(MODULES))
@@ -48,7 +50,7 @@ def test_float64_twins_agree_with_the_torch_modules(name: str) -> None:
     y = module(x)
     (grad,) = torch.autograd.grad(y.sum(), x)
     act = theory.activation_of(module)
-    assert act is theory.ACTIVATIONS[name]
+    assert act is meanfield.ACTIVATIONS[name]
     xs = x.detach().numpy()
     np.testing.assert_allclose(act.phi(xs), y.detach().numpy(), rtol=1e-12, atol=1e-14)
     kink = xs != 0  # torch's subgradient at 0 is a convention
@@ -56,32 +58,34 @@ def test_float64_twins_agree_with_the_torch_modules(name: str) -> None:
 
 
 def test_tanh_without_bias_at_sigma_w2_1_is_critical_with_q_star_0() -> None:
-    tanh = theory.ACTIVATIONS["tanh"]
-    assert theory.fixed_point(tanh, 1.0, 0.0, q0=1.0) == 0.0
-    assert theory.chi(tanh, 0.0, 1.0) == 1.0  # tanh'(0)² = 1
-    assert theory.phase(1.0) == "critical"
-    assert theory.depth_scale(1.0) == math.inf
+    tanh = meanfield.ACTIVATIONS["tanh"]
+    assert meanfield.fixed_point(tanh, 1.0, 0.0, q0=1.0) == 0.0
+    assert meanfield.chi(tanh, 0.0, 1.0) == 1.0  # tanh'(0)² = 1
+    assert meanfield.phase(1.0) == "critical"
+    assert meanfield.depth_scale(1.0) == math.inf
 
 
 @pytest.mark.parametrize(("sigma_w2", "sigma_b2"), [(2.0, 0.0), (1.5, 0.1), (1.0, 0.5)])
 def test_relu_length_map_is_the_closed_form(sigma_w2: float, sigma_b2: float) -> None:
-    relu = theory.ACTIVATIONS["relu"]
+    relu = meanfield.ACTIVATIONS["relu"]
     for q in (0.01, 1.0, 7.0, 1e3):
         expected = sigma_w2 / 2 * q + sigma_b2
-        assert theory.length_map(relu, q, sigma_w2, sigma_b2) == pytest.approx(expected, rel=1e-13)
-        assert theory.chi(relu, q, sigma_w2) == pytest.approx(sigma_w2 / 2, rel=1e-13)
+        assert meanfield.length_map(relu, q, sigma_w2, sigma_b2) == pytest.approx(
+            expected, rel=1e-13
+        )
+        assert meanfield.chi(relu, q, sigma_w2) == pytest.approx(sigma_w2 / 2, rel=1e-13)
     if sigma_w2 < 2:  # the geometric series' limit
         expected = sigma_b2 / (1 - sigma_w2 / 2)
-        assert theory.fixed_point(relu, sigma_w2, sigma_b2) == pytest.approx(expected, rel=1e-9)
-    assert theory.fixed_point(relu, 2.5, 0.0) == math.inf
+        assert meanfield.fixed_point(relu, sigma_w2, sigma_b2) == pytest.approx(expected, rel=1e-9)
+    assert meanfield.fixed_point(relu, 2.5, 0.0) == math.inf
 
 
 def test_phases_and_depth_scale() -> None:
-    assert theory.phase(0.5) == "ordered"
-    assert theory.phase(1.5) == "chaotic"
-    assert theory.phase(1 + theory.CRITICAL_TOL / 2) == "critical"
-    assert theory.depth_scale(math.exp(-0.25)) == pytest.approx(4.0)
-    assert theory.depth_scale(math.exp(0.5)) == pytest.approx(2.0)
+    assert meanfield.phase(0.5) == "ordered"
+    assert meanfield.phase(1.5) == "chaotic"
+    assert meanfield.phase(1 + meanfield.CRITICAL_TOL / 2) == "critical"
+    assert meanfield.depth_scale(math.exp(-0.25)) == pytest.approx(4.0)
+    assert meanfield.depth_scale(math.exp(0.5)) == pytest.approx(2.0)
 
 
 def experiment(model: dict, schemes: list[dict], **extra: object) -> initlab.Experiment:
