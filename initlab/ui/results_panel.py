@@ -16,7 +16,9 @@ from initlab.csvout import csv_text
 from initlab.experiment import Experiment
 from initlab.health import default_role, thresholds
 from initlab.ui import keys, views
+from initlab.ui.spectrum_view import spectrum_tab
 from initlab.ui.state import load_upload
+from initlab.ui.sweep_view import sweep_tab
 from initlab.ui.text import chip, md
 from initlab.ui.training_panel import training_tab
 
@@ -298,7 +300,9 @@ TABS: tuple[tuple[str, Callable[[View], None]], ...] = (
     ("Variance by depth", variance_tab),
     ("Distributions", distributions_tab),
     ("Health", health_tab),
+    ("Spectrum", spectrum_tab),
     ("Training", training_tab),
+    ("Sweep", sweep_tab),
     ("Tables", tables_tab),
     ("Code", code_tab),
     ("Experiment", experiment_tab),
