@@ -36,13 +36,21 @@ from torch import nn
 from initlab.csvout import write_tables
 from initlab.gotchas import WarningCollector, empty_table
 from initlab.guard import check_budget
+from initlab.lsuv import LSUV_COLUMNS
 from initlab.models import MODELS, build_model, normalize_model_spec
 from initlab.outline import meta_model
 from initlab.params import MAX_MAGNITUDE, shown
 from initlab.presets import scheme_from_dict
 from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, histogram_table, probe
 from initlab.reading import parse_json, read_bounded
-from initlab.schemes import PARAMS_COLUMNS, Scheme, apply_scheme, validate_scheme
+from initlab.schemes import (
+    PARAMS_COLUMNS,
+    Initialized,
+    Scheme,
+    initialize,
+    uses_data,
+    validate_scheme,
+)
 from initlab.stats import histogram, summarize
 from initlab.tasks import check_task, default_task
 from initlab.training_spec import OptimizerSpec, TrainingSpec
@@ -360,10 +368,20 @@ def make_input(exp: Experiment, seed: int) -> torch.Tensor:
 
 def build_initialized(exp: Experiment, scheme: Scheme, seed: int) -> tuple[nn.Module, pd.DataFrame]:
     """A fresh model for this seed with `scheme` applied (on the CPU, so any device agrees)."""
+    model, done = initialized(exp, scheme, seed)
+    return model, done.params
+
+
+def initialized(
+    exp: Experiment, scheme: Scheme, seed: int, batch: torch.Tensor | None = None
+) -> tuple[nn.Module, Initialized]:
+    """`build_initialized` with the LSUV log; LSUV rescales on `batch`, by default the seed's
+    input (what the probe sees)."""
     # allow_custom: validating the experiment already refused a custom model unless enabled.
     model = build_model(exp.model, seed=stream_seed(seed, "model"), allow_custom=True)
-    table = apply_scheme(model, scheme, generator(seed, "init"))
-    return model, table
+    if batch is None and uses_data(scheme):
+        batch = make_input(exp, seed)
+    return model, initialize(model, scheme, generator(seed, "init"), batch)
 
 
 @dataclass
@@ -375,15 +393,19 @@ class Results:
     histograms: pd.DataFrame
     # scheme, check, level, message: initlab.gotchas, on each scheme's first-seed model
     warnings: pd.DataFrame = field(default_factory=empty_table)
+    # scheme, seed, LSUV_COLUMNS: a row per LSUV forward pass (no rows without `lsuv`)
+    lsuv: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LSUV_OUT))
 
     def write_csv(self, folder: str | Path) -> list[Path]:
-        names = ("layers", "params", "histograms")
+        """layers.csv, params.csv, histograms.csv; lsuv.csv when a scheme uses LSUV."""
+        names = ("layers", "params", "histograms") + (("lsuv",) if len(self.lsuv) else ())
         return write_tables(folder, {name: getattr(self, name) for name in names})
 
 
 LAYERS_OUT = ["scheme", "seed", *LAYER_COLUMNS]
 PARAMS_OUT = ["scheme", "seed", *PARAMS_COLUMNS, "mean", "std", "grad_var"]
 HISTS_OUT = ["scheme", "seed", *HIST_COLUMNS]
+LSUV_OUT = ["scheme", "seed", *LSUV_COLUMNS]
 
 
 def validate_against_model(exp: Experiment) -> None:
@@ -402,7 +424,12 @@ def run(exp: Experiment, progress: Progress | None = None) -> Results:
     """Run every (seed, scheme) of the experiment; return the results tables."""
     validate_against_model(exp)
     device = resolve_device(exp.device)
-    parts: dict[str, list[pd.DataFrame]] = {"layers": [], "params": [], "histograms": []}
+    parts: dict[str, list[pd.DataFrame]] = {
+        "layers": [],
+        "params": [],
+        "histograms": [],
+        "lsuv": [],
+    }
     total, done = len(exp.seeds) * len(exp.schemes), 0
     found = WarningCollector()  # warnings are per scheme: the first seed's models tell
     for seed in exp.seeds:
@@ -421,6 +448,7 @@ def run(exp: Experiment, progress: Progress | None = None) -> Results:
         _concat(parts["params"], PARAMS_OUT),
         _concat(parts["histograms"], HISTS_OUT),
         found.table(),
+        _concat(parts["lsuv"], LSUV_OUT),
     )
 
 
@@ -436,7 +464,8 @@ def _run_one(
     device: torch.device,
     found: WarningCollector | None = None,
 ) -> dict[str, pd.DataFrame]:
-    model, params = build_initialized(exp, scheme, seed)
+    model, done = initialized(exp, scheme, seed, x.cpu() if uses_data(scheme) else None)
+    params = done.params
     if found is not None:  # on the CPU, before the probe: the tensors as initialized
         found.add(scheme, model)
     model.to(device)
@@ -456,7 +485,7 @@ def _run_one(
         grad_var=params["param"].map(lambda p: result.param_grad_var.get(p, math.nan)),
     )
     histograms = pd.concat([weight_hists, result.histograms], ignore_index=True)
-    return {"layers": result.layers, "params": params, "histograms": histograms}
+    return {"layers": result.layers, "params": params, "histograms": histograms, "lsuv": done.lsuv}
 
 
 def _input_words(exp: Experiment, x: torch.Tensor) -> str:

@@ -87,6 +87,7 @@ class Method:
     rank_hint: str = ""
     check: Callable[[Params, str], None] | None = None  # constraints between parameters
     uses_fans: bool = False
+    data_dependent: bool = False  # needs the model and a data batch: apply_scheme runs it
     doc: str = ""  # paper, formula and a doctest example, as torch.nn.init's docstrings
 
     def accepts_rank(self, rank: int) -> bool:
@@ -262,6 +263,11 @@ def _lecun_call(distribution: str) -> CallFor:
     return call
 
 
+def _lsuv_call(shape: Shape, p: Params) -> Call:
+    """The orthonormal draw LSUV starts from; the rescaling needs data (initlab.lsuv)."""
+    return Call("nn.init.orthogonal_", {"gain": 1.0})
+
+
 def _variance_scaling_call(shape: Shape, p: Params) -> Call:
     # The spec-level `scale` multiplies any method's result, so Keras's `scale` is `factor` here.
     kwargs = {"scale": p["factor"], "mode": p["mode"], "distribution": p["distribution"]}
@@ -297,6 +303,8 @@ def _dirac_groups(shape: Shape, p: Params) -> str | None:
 
 
 # ---------------------------------------------------------------- parameter declarations
+
+MAX_LSUV_ITER = 100  # each iteration is a forward pass: the guard counts them
 
 GAIN = Param("gain", "gain", 1.0, "scale factor: a number or a nonlinearity name")
 MODE = Param(
@@ -344,6 +352,11 @@ VARIANCE_SCALING_PARAMS = (
     ),
 )
 
+LSUV_PARAMS = (
+    Param("tol", "float", 0.1, "stop once |Var(output) - 1| < tol", low=0, low_open=True),
+    Param("max_iter", "int", 10, "most rescalings per layer", low=1, high=MAX_LSUV_ITER),
+)
+
 FAN_RANK_HINT = (
     "it needs fan_in and fan_out; for biases and norms use zeros, ones, constant, normal or uniform"
 )
@@ -352,6 +365,7 @@ GLOROT = (
     "networks"
 )
 HE = "He et al. 2015, Delving Deep into Rectifiers"
+MISHKIN = "Mishkin & Matas 2015, All you need is a good init"
 SAXE = (
     "Saxe et al. 2013, Exact solutions to the nonlinear dynamics of learning in deep linear "
     "neural networks"
@@ -651,6 +665,34 @@ _ENTRIES = [
         """,
     ),
     Method(
+        name="lsuv",
+        summary="orthonormal, then rescaled until the layer's output has variance 1 on a batch",
+        citation=MISHKIN,
+        call=_lsuv_call,
+        expected_std=_nan_std,
+        params=LSUV_PARAMS,
+        min_rank=2,
+        rank_hint="it rescales a layer's weight (Linear, Conv) by the layer's output",
+        data_dependent=True,
+        doc="""lsuv: layer-sequential unit variance (Mishkin & Matas 2015, Algorithm 1). The
+        weight is drawn orthonormal (``orthogonal_``, gain 1); then, layer by layer in forward
+        order, divided by √Var(output) on a data batch until |Var(output) − 1| < tol or
+        `max_iter` rescalings (``initlab.lsuv``). The std depends on the data, so
+        ``expected_std`` is NaN; it needs a model and a batch, so ``apply_scheme`` runs it.
+
+        >>> from initlab.schemes import Scheme, apply_scheme
+        >>> model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Tanh(),
+        ...                             torch.nn.Linear(128, 32))
+        >>> rule = {"layers": "Linear", "weight": {"method": "lsuv", "tol": 0.01}}
+        >>> scheme = Scheme.from_dict({"name": "LSUV", "rules": [rule]})
+        >>> x = torch.randn(256, 64, generator=torch.Generator().manual_seed(1))
+        >>> g = torch.Generator().manual_seed(0)
+        >>> _ = apply_scheme(model, scheme, generator=g, batch=x)
+        >>> round(model[0](x).var().item(), 2), round(model(x).var().item(), 2)
+        (1.0, 1.0)
+        """,
+    ),
+    Method(
         name="sparse",
         summary="N(0, std²) with a fraction `sparsity` of each column set to zero",
         citation="Martens 2010, Deep learning via Hessian-free optimization",
@@ -851,6 +893,11 @@ def parse_method_spec(value: Any, where: str) -> MethodSpec:
             "takes no scale; pick a method to scale"
         )
     method = METHODS[name]
+    if method.data_dependent and scale != 1.0:
+        raise ValueError(
+            f"{where}.scale: '{name}' sets the weight's scale from the data, so it takes no "
+            "scale; use tol to set how close to variance 1 it stops"
+        )
     params = check_params(method.params, given, where, f"method '{name}'")
     if method.check:
         method.check(params, where)
@@ -870,6 +917,11 @@ def apply_method(
     0.0
     """
     spec = parse_method_spec({"method": method, **params}, "method")
+    if spec.entry.data_dependent:
+        raise ValueError(
+            f"method: '{spec.method}' rescales a layer by its output on data, so it needs the "
+            "model and a batch: apply_scheme(model, scheme, generator, batch=x)"
+        )
     if spec.counted:
         raise ValueError(f"method.scale: {SCALE_BY_MATCHES!r} needs a model; give a number")
     shape = tuple(tensor.shape)

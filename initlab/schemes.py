@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from initlab.layers import FAMILIES, default_std, is_transposed, matches_layers
+from initlab.lsuv import log_table, lsuv_rescale
 from initlab.methods import METHODS, MethodSpec, fans, parse_method_spec
 from initlab.params import shown
 from initlab.preset_rules import check_preset_name
@@ -351,6 +352,7 @@ def check_targets(scheme: Scheme, found: list[Target]) -> None:
     for t in found:
         shape = tuple(t.tensor.shape)
         problem = t.spec.rank_problem(shape) if t.tensor.numel() else None
+        problem = problem or _data_problem(t)
         if problem:
             rule = scheme.rules[t.rule_index]
             raise ValueError(
@@ -360,15 +362,65 @@ def check_targets(scheme: Scheme, found: list[Target]) -> None:
 
 
 def apply_scheme(
-    model: nn.Module, scheme: Scheme, generator: torch.Generator | None = None
+    model: nn.Module,
+    scheme: Scheme,
+    generator: torch.Generator | None = None,
+    batch: torch.Tensor | None = None,
 ) -> pd.DataFrame:
-    """Initialize `model` in place; return the params table (what each tensor got)."""
+    """Initialize `model` in place; return the params table (what each tensor got).
+
+    `batch` is the data a data-dependent method (`lsuv`) rescales by; `initialize` also
+    returns its iteration log."""
+    return initialize(model, scheme, generator, batch).params
+
+
+@dataclass
+class Initialized:
+    """What `initialize` did: the params table and the LSUV log (LSUV_COLUMNS)."""
+
+    params: pd.DataFrame
+    lsuv: pd.DataFrame
+
+
+def initialize(
+    model: nn.Module,
+    scheme: Scheme,
+    generator: torch.Generator | None = None,
+    batch: torch.Tensor | None = None,
+) -> Initialized:
+    """`apply_scheme`, and the log of the LSUV passes (empty when no rule uses `lsuv`)."""
     found = list(targets(model, scheme))
     check_targets(scheme, found)
+    data = [t for t in found if t.spec.entry.data_dependent and t.tensor.numel()]
+    if data and batch is None:  # refused before any tensor is touched
+        raise ValueError(
+            f"scheme '{scheme.name}': {data[0].param} uses {data[0].spec.method}, which "
+            "rescales each layer by its output on data; pass a batch: "
+            "apply_scheme(model, scheme, generator, batch=x)"
+        )
     with torch.no_grad():
         for t in found:
             _init_one(t, generator)
-    return params_table(found)
+    layers = [(t.module, t.tensor, t.spec.kwargs["tol"], t.spec.kwargs["max_iter"]) for t in data]
+    log = lsuv_rescale(model, layers, batch) if data else []
+    return Initialized(params_table(found), log_table([t.param for t in data], layers, log))
+
+
+def uses_data(scheme: Scheme) -> bool:
+    """Whether some rule gives a data-dependent method (`lsuv`): applying needs a batch."""
+    specs = [spec for rule in scheme.rules for spec in (rule.weight, rule.bias)]
+    return any(spec.entry.data_dependent for spec in specs)
+
+
+def _data_problem(t: Target) -> str | None:
+    """A data-dependent method rescales a layer's own `weight` by that layer's output."""
+    pname = t.param.rsplit(".", 1)[-1]
+    if not t.spec.entry.data_dependent or pname == "weight":
+        return None
+    return (
+        f"{t.spec.method} rescales a layer's `weight` by the layer's output; {pname} is not "
+        "one (give it another method)"
+    )
 
 
 def params_table(found: list[Target]) -> pd.DataFrame:
