@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -290,6 +291,68 @@ def report_figures(table: pd.DataFrame, axes: list[str], base: dict[str, Any]) -
     if "model.depth" in varying:
         over = next((a for a in pool if a != "model.depth" and a in (x, y)), None)
         figs.append(depth_at_failure_figure(table, over=over, axes=axes))
+    return figs
+
+
+# ---------------------------------------------------------------- the page's figures
+
+RULE_SLOT = re.compile(r"^schemes\.(\d+)\.rules\.\d+\.(weight|bias)\.[a-z_]+$")
+
+
+def axis_column(path: str, base: dict[str, Any], scheme: str) -> str:
+    """The table column that shows axis `path` for `scheme`: σ_w² for a parameter of one of
+    that scheme's weight rules (std, gain: what the mean field reads), σ_b² for one of its
+    bias rules, else the axis itself."""
+    found = RULE_SLOT.match(path)
+    schemes = base.get("schemes", [])
+    if found is None or int(found[1]) >= len(schemes):
+        return path
+    if schemes[int(found[1])].get("name") != scheme:
+        return path
+    return "sigma_w2" if found[2] == "weight" else "sigma_b2"
+
+
+def phase_axes(
+    table: pd.DataFrame, axes: list[str], base: dict[str, Any], scheme: str
+) -> tuple[str, str] | None:
+    """The phase diagram's (x, y) for `scheme` over the first two axes that vary (the seeds
+    are averaged, not drawn): depth on y when it is one of them, σ_w² on x; None with fewer
+    than two, or when both show as one column (a weight rule's std and its gain). Otherwise
+    the axes' order."""
+    varying = [a for a in _varying(table, axes) if a != "seeds"][:2]
+    columns = [axis_column(a, base, scheme) for a in varying]
+    if len(columns) < 2 or columns[0] == columns[1]:
+        return None
+    x, y = sorted(columns, key=lambda c: (c == "model.depth", c != "sigma_w2"))
+    return x, y
+
+
+def sweep_figures(
+    table: pd.DataFrame,
+    axes: list[str],
+    base: dict[str, Any],
+    scheme: str | None = None,
+    value: str = "gradient_ratio",
+) -> dict[str, go.Figure]:
+    """The figures of a sweep over `axes`, by name: `phase`, the phase diagram of one scheme
+    (default the first) over two axes (the mean-field line on an MLP); `coordinates`, the
+    coordinate check, when the width varies; `failure`, depth at failure, when the depth does.
+    An axis not drawn is held at its first value; the seeds are averaged."""
+    scheme = scheme if scheme is not None else str(table["scheme"].iloc[0])
+    model = base.get("model", {})
+    activation = model.get("activation") if model.get("name") == "mlp" else None
+    pair = phase_axes(table, axes, base, scheme)
+    drawn = {a for a in axes if axis_column(a, base, scheme) in (pair or ())}
+    held = [a for a in axes if a not in drawn and a != "seeds"]
+    figs = {}
+    if pair is not None:
+        figs["phase"] = phase_diagram(table, *pair, value, scheme, activation, held)
+    varying = _varying(table, axes)
+    if "model.width" in varying:
+        figs["coordinates"] = coordinate_check(table, axes=[a for a in held if a != "model.width"])
+    if "model.depth" in varying:
+        over = pair[0] if pair is not None and pair[1] == "model.depth" else None
+        figs["failure"] = depth_at_failure_figure(table, over=over, value=value, axes=held)
     return figs
 
 

@@ -27,7 +27,7 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,6 +58,7 @@ EXECUTORS = ("sequential", "pool", "ray")
 # and σ_b² (a bias's variance), as the scheme set them, so a phase diagram can use them.
 DERIVED = ["sigma_w2", "sigma_b2"]
 Progress = Callable[[int, int, "float | None"], None]  # cells done, total, seconds left
+Stop = Callable[[], bool]  # asked after each finished cell: True ends the sweep there
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,15 @@ class Sweep:
     seconds: float  # the guard's estimate, summed over cells (compute, whatever the executor)
 
     @classmethod
-    def from_dict(cls, d: Any, allow_custom: bool | None = None) -> Sweep:
-        """Validate a sweep dict as a whole; any problem is one ValueError naming it."""
+    def from_dict(
+        cls, d: Any, allow_custom: bool | None = None, max_cells: int = MAX_CELLS
+    ) -> Sweep:
+        """Validate a sweep dict as a whole; any problem is one ValueError naming it. A grid of
+        more than `max_cells` is refused before any cell is built (a page sets a lower cap)."""
         if not isinstance(d, dict) or set(d) - {"base", "axes"} or "base" not in d:
             raise ValueError('a sweep must be a JSON object {"base": experiment, "axes": {...}}')
         base = _normalized_base(d["base"], allow_custom)
-        axes = _parse_axes(d.get("axes"), base)
+        axes = _parse_axes(d.get("axes"), base, min(max_cells, MAX_CELLS))
         cells = tuple(_cells(base, axes, allow_custom))
         return cls(base, axes, cells, _check_grid_budget(cells))
 
@@ -114,13 +118,15 @@ class Sweep:
 class SweepResults:
     """`table`: a row per (cell, scheme, seed, layer): `cell`, the axes, the probe's layers
     columns, sigma_w2 and sigma_b2. `failed`: a row per failed cell (cell, coordinates, error).
-    `ran`: cells run by this call; `reused`: finished cells read back from the output folder."""
+    `ran`: cells run by this call; `reused`: finished cells read back from the output folder;
+    `stopped`: the sweep was stopped before every cell had run (the table has those that did)."""
 
     table: pd.DataFrame
     failed: pd.DataFrame
     ran: int = 0
     reused: int = 0
     paths: list[Path] = field(default_factory=list)
+    stopped: bool = False
 
 
 # ---------------------------------------------------------------- the sweep file
@@ -140,7 +146,7 @@ def _normalized_base(base: Any, allow_custom: bool | None) -> dict[str, Any]:
     return exp.to_dict()
 
 
-def _parse_axes(axes: Any, base: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+def _parse_axes(axes: Any, base: dict[str, Any], max_cells: int) -> dict[str, tuple[Any, ...]]:
     if not isinstance(axes, dict) or not axes:
         raise ValueError('axes: must map dotted paths to values, e.g. {"model.depth": [10, 20]}')
     if len(axes) > MAX_AXES:
@@ -148,15 +154,15 @@ def _parse_axes(axes: Any, base: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     parsed = {}
     for path, spec in axes.items():
         _check_path(base, path)
-        parsed[path] = _axis_values(path, spec)
+        parsed[path] = axis_values(path, spec)
     cells = math.prod(len(v) for v in parsed.values())
-    if cells > MAX_CELLS:
+    if cells > max_cells:
         sizes = " × ".join(str(len(v)) for v in parsed.values())
-        raise ValueError(f"axes: {sizes} = {cells} cells; a sweep has at most {MAX_CELLS}")
+        raise ValueError(f"axes: {sizes} = {cells} cells; a sweep has at most {max_cells}")
     return parsed
 
 
-def _axis_values(path: str, spec: Any) -> tuple[Any, ...]:
+def axis_values(path: str, spec: Any) -> tuple[Any, ...]:
     """A list as it is; linspace / logspace as numpy computes them (as Python floats)."""
     if isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in ("linspace", "logspace"):
         kind, args = next(iter(spec.items()))
@@ -358,12 +364,12 @@ def _round(x: float) -> float:
 Job = tuple[Cell, str]  # a cell and its experiment's JSON
 
 
-def _sequential(jobs: list[Job]) -> Iterator[tuple[Cell, str]]:
+def _sequential(jobs: list[Job]) -> Generator[tuple[Cell, str], None, None]:
     for cell, text in jobs:
         yield cell, run_cell(text)
 
 
-def _pool(jobs: list[Job], workers: int) -> Iterator[tuple[Cell, str]]:
+def _pool(jobs: list[Job], workers: int) -> Generator[tuple[Cell, str], None, None]:
     """A local process pool. Workers fork from a server process that has imported initlab and
     nothing else (forking a process that has used PyTorch's thread pools can hang the child;
     spawning imports PyTorch afresh in every worker of every pool)."""
@@ -389,7 +395,7 @@ def _import_ray() -> Any:
     return ray
 
 
-def _ray(jobs: list[Job], address: str | None) -> Iterator[tuple[Cell, str]]:
+def _ray(jobs: list[Job], address: str | None) -> Generator[tuple[Cell, str], None, None]:
     """Each cell a Ray task on the cluster at `address` ('auto': the one this machine is part
     of); a driver already connected (ray.init called before) is used as it is."""
     ray = _import_ray()
@@ -417,8 +423,10 @@ def _ray(jobs: list[Job], address: str | None) -> Iterator[tuple[Cell, str]]:
 
 
 def _execute(
-    jobs: list[Job], executor: str, workers: int | None, address: str | None
-) -> Iterator[tuple[Cell, str]]:
+    jobs: list[Job], executor: str, workers: int | None, address: str | None, isolated: bool
+) -> Generator[tuple[Cell, str], None, None]:
+    """`isolated`: a pool even for one cell or one worker, never this process (whose PyTorch
+    thread setting the other threads of a server share)."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor: must be one of {', '.join(EXECUTORS)}; got {shown(executor)}")
     if executor == "ray":
@@ -426,7 +434,9 @@ def _execute(
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"--workers: must be 1 or more; got {workers}")
-    if executor == "sequential" or workers == 1 or len(jobs) <= 1:
+    if executor == "sequential" and isolated:
+        raise ValueError("executor: sequential runs in this process; use pool or ray")
+    if executor == "sequential" or (not isolated and (workers == 1 or len(jobs) <= 1)):
         return _sequential(jobs)
     return _pool(jobs, min(workers, len(jobs)))
 
@@ -480,10 +490,14 @@ def run_sweep(
     workers: int | None = None,
     address: str | None = None,
     progress: Progress | None = None,
+    stop: Stop | None = None,
+    isolated: bool = False,
 ) -> SweepResults:
     """Run every cell not already finished in `out` (None: keep nothing on disk); a failing
     cell is reported in `failed` and the others go on. `executor`: sequential, pool (`workers`
-    processes, default the cores) or ray (`address`, or the driver already connected)."""
+    processes, default the cores) or ray (`address`, or the driver already connected).
+    `stop` is asked after each finished cell (True: the cells not finished are cancelled);
+    `isolated`: every cell in another process, even one (for a multi-threaded server)."""
     folder = Path(out) if out is not None else None
     if folder is not None:
         (folder / CELLS_DIR).mkdir(parents=True, exist_ok=True)
@@ -495,32 +509,44 @@ def run_sweep(
             payloads[cell.key] = found
     reused = len(payloads)
     todo = list({c.key: c for c in sweep.cells if c.key not in payloads}.values())
-    failed = _run_cells(todo, payloads, folder, (executor, workers, address), progress)
+    how = (executor, workers, address, isolated)
+    failed, ran = _run_cells(todo, payloads, folder, how, progress, stop)
     table = sweep_table(sweep, payloads)
-    return SweepResults(table, failed_table(failed), ran=len(todo), reused=reused)
+    stopped = ran < len(todo)
+    return SweepResults(table, failed_table(failed), ran=ran, reused=reused, stopped=stopped)
 
 
 def _run_cells(
     todo: list[Cell],
     payloads: dict[str, dict[str, Any]],
     folder: Path | None,
-    how: tuple[str, int | None, str | None],
+    how: tuple[str, int | None, str | None, bool],
     progress: Progress | None,
-) -> list[tuple[Cell, str]]:
-    """Run `todo`, recording each finished cell as it arrives; returns the failures."""
+    stop: Stop | None = None,
+) -> tuple[list[tuple[Cell, str]], int]:
+    """Run `todo`, recording each finished cell as it arrives, until `stop` says so; returns
+    the failures and how many cells ran."""
     jobs = [(cell, json.dumps(cell.experiment.to_dict())) for cell in todo]
-    failed, start = [], time.perf_counter()
-    for done, (cell, text) in enumerate(_execute(jobs, *how), start=1):
-        payload = json.loads(text)
-        if payload["status"] == "ok":
-            _record(folder, cell, payload)
-            payloads[cell.key] = payload
-        else:
-            failed.append((cell, payload["error"]))
-        if progress:
-            elapsed = time.perf_counter() - start
-            progress(done, len(todo), elapsed / done * (len(todo) - done))
-    return failed
+    failed, start, done = [], time.perf_counter(), 0
+    if stop is not None and stop():
+        return failed, done
+    results = _execute(jobs, *how)
+    try:
+        for done, (cell, text) in enumerate(results, start=1):
+            payload = json.loads(text)
+            if payload["status"] == "ok":
+                _record(folder, cell, payload)
+                payloads[cell.key] = payload
+            else:
+                failed.append((cell, payload["error"]))
+            if progress:
+                elapsed = time.perf_counter() - start
+                progress(done, len(todo), elapsed / done * (len(todo) - done))
+            if stop is not None and stop():
+                break
+    finally:  # now, not when collected: a pool cancels the cells it has not started
+        results.close()
+    return failed, done
 
 
 def failed_table(failed: list[tuple[Cell, str]]) -> pd.DataFrame:
