@@ -25,6 +25,17 @@ orthogonal ones. At a fixed point this is their L(μ2/μ1² - 1 - s1), s1 = -1 (
 (`prediction` says why) for a model that is not a Linear → activation chain, layers that are
 not square, sparse weights, or zero weights.
 
+Cost: `spectrum_cost` prices the work as the guard prices a probe, by its meta-device pass of
+an equivalent batch (`initlab.guard.estimate`), and `spectrum_table` refuses work over the
+memory or time budget before building anything (`check_spectrum_budget`). Exact: jacrev's
+backward runs once per output element at every input, so it is a batch of inputs × n_out
+samples, whose "input" is the Jacobian itself, holding only the layer being differentiated
+(the forward-only peak) above the inputs' saved activations. Estimate: LANCZOS_STEPS + PROBES
+products JᵀJ v per input, one sample at a time (each priced by its arithmetic or by reading
+the weights GRAM_WEIGHT_READS times, whichever is slower), plus the Lanczos basis. All of
+it is float64: twice the probe's bytes; its halved arithmetic speed is about what the
+probe's own statistics overhead, counted in the guard's seconds, adds.
+
 Tables (`Spectrum`):
 - `values` — one row per (scheme, seed, input, index): `scheme, seed, input, index,
   singular_value, estimate` (exact: every singular value, largest first; estimate: two rows,
@@ -47,16 +58,23 @@ import torch
 from torch import nn
 from torch.func import jacrev, jvp, vjp, vmap
 
-from initlab import meanfield, theory
+from initlab import guard, meanfield, theory
 from initlab.csvout import write_tables
 from initlab.experiment import Experiment, build_initialized, generator, make_input
 from initlab.outline import meta_model
+from initlab.probe import first_tensor
 from initlab.schemes import Scheme, targets
 
 MAX_EXACT_ENTRIES = 2**20  # per input: a 1024 × 1024 Jacobian is computed exactly
 LANCZOS_STEPS = 48
 PROBES = 16  # Gaussian probes for the estimated moments
 MAX_INPUTS = 16
+SVD_FLOPS = 4.0  # × m·n·min(m, n): a dense SVD's singular values (Golub–Van Loan's count)
+# One JᵀJ v of a single sample is bound by reading the weights, not by arithmetic: measured on
+# a 10 × 2048 tanh MLP (2 cores), 0.5-1.0 s a product, 10 to 18 times one float64 forward pass
+# at about 6 GB/s.
+GRAM_WEIGHT_READS = 16
+BYTES_PER_SECOND = 5e9
 VALUE_COLUMNS = ["scheme", "seed", "input", "index", "singular_value", "estimate"]
 SUMMARY_COLUMNS = [
     *("scheme", "seed", "input", "count", "estimate", "lambda_mean", "norm_var"),
@@ -241,13 +259,91 @@ class Spectrum:
         return write_tables(folder, {"spectrum": self.values, "spectrum_summary": self.summary})
 
 
+# ---------------------------------------------------------------- the cost
+
+
+def jacobian_size(exp: Experiment) -> tuple[int, int]:
+    """(n_out, n_in) of one sample's Jacobian, from a meta-device forward pass."""
+    model = meta_model(exp.model, allow_custom=True).eval()  # float64_copy's mode
+    x = guard.meta_input(exp)[:1]
+    with torch.no_grad(), guard.ShapePass():
+        out = model(x)
+    return first_tensor(out).numel(), x.numel()
+
+
+def _as_batch(exp: Experiment, batch: int, backward: bool) -> guard.Estimate:
+    """The guard's estimate of the experiment's probe on a batch of `batch` samples, in eval
+    mode (model_copy: the batch may exceed input.batch_size's bound; only its shape is used)."""
+    sized = exp.model_copy(
+        update={"input": exp.input.model_copy(update={"batch_size": batch}), "mode": "eval"}
+    )
+    return guard.estimate(sized.model_copy(update={"backward": backward}))
+
+
+def spectrum_cost(
+    exp: Experiment, inputs: int = 3, size: tuple[int, int] | None = None
+) -> guard.Estimate:
+    """Bytes at the peak (one (scheme, seed) at a time) and seconds in all of
+    `spectrum_table(exp, inputs)`, priced as in the module docstring; `size`: the Jacobian's
+    (n_out, n_in) when the caller has it."""
+    n_out, n_in = size or jacobian_size(exp)
+    inputs = min(inputs, exp.input.batch_size)  # the input has no more samples than that
+    if n_out * n_in <= MAX_EXACT_ENTRIES:
+        timed = _as_batch(exp, inputs * n_out, backward=True)
+        wide = _as_batch(exp, inputs * n_out, backward=False)
+        saved = _as_batch(exp, inputs, backward=True).activation_bytes
+        peak = 2 * (wide.peak_bytes + saved) + wide.param_bytes  # + the float32 original
+        svd = SVD_FLOPS * n_out * n_in * min(n_out, n_in) * inputs / guard.FLOPS_PER_SECOND
+        seconds = timed.seconds + timed.runs * svd
+    else:
+        timed = _as_batch(exp, 1, backward=True)
+        peak = 2 * timed.peak_bytes + timed.param_bytes + 8 * (LANCZOS_STEPS + 1) * n_in
+        reads = GRAM_WEIGHT_READS * 2 * timed.param_bytes / BYTES_PER_SECOND
+        per_product = max(timed.seconds / timed.runs, reads)
+        seconds = timed.runs * inputs * (LANCZOS_STEPS + PROBES) * per_product
+    activations = peak - 3 * timed.param_bytes  # the float64 copy's parameters and the original
+    return guard.Estimate(timed.param_bytes, activations, peak, seconds, timed.runs)
+
+
+def check_spectrum_budget(exp: Experiment, inputs: int = 3) -> guard.Estimate:
+    """Raise ValueError if `spectrum_table(exp, inputs)` would exceed the guard's memory or
+    time budget, naming the Jacobian's size and the limit; else the estimate."""
+    n_out, n_in = jacobian_size(exp)
+    est = spectrum_cost(exp, inputs, (n_out, n_in))
+    how = "exact" if n_out * n_in <= MAX_EXACT_ENTRIES else "Lanczos estimate"
+    work = (
+        f"a {n_out} × {n_in} Jacobian ({how}) at each of {inputs} inputs, for {est.runs} runs "
+        "(seeds × schemes)"
+    )
+    budget, source = guard.memory_budget()
+    if est.peak_bytes > budget:
+        raise ValueError(
+            f"spectrum too large: about {_megabytes(est.peak_bytes)} at its peak for {work}, "
+            f"over the budget of {_megabytes(budget)} ({source}); use a smaller model"
+        )
+    limit, source = guard.time_budget()
+    if est.seconds > limit:
+        raise ValueError(
+            f"spectrum too slow: about {est.seconds:.0f} s estimated for {work}, over the "
+            f"budget of {limit:.0f} s ({source}); use fewer inputs, seeds or schemes, or a "
+            "smaller model"
+        )
+    return est
+
+
+def _megabytes(n: float) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
 def spectrum_table(exp: Experiment, inputs: int = 3) -> Spectrum:
     """The Jacobian's spectrum at the first `inputs` samples of each seed's input, for every
-    (scheme, seed), with the prediction beside each summary row."""
+    (scheme, seed), with the prediction beside each summary row; refused (ValueError) above
+    the guard's budget before anything is built."""
     if not 1 <= inputs <= MAX_INPUTS:
         raise ValueError(f"inputs: must be from 1 to {MAX_INPUTS}; got {inputs!r}")
     if exp.input_variance() is None:
         raise ValueError("input: token ids have no Jacobian; the spectrum needs a real input")
+    check_spectrum_budget(exp, inputs)  # before any model is built
     outline = meta_model(exp.model, allow_custom=True)  # validation checked the permission
     values, summaries = [], []
     for seed in exp.seeds:
