@@ -15,7 +15,7 @@ from initlab import plots
 from initlab.csvout import csv_text
 from initlab.experiment import Experiment
 from initlab.health import default_role, thresholds
-from initlab.ui import keys, views
+from initlab.ui import keys, theory_view, views
 from initlab.ui.spectrum_view import spectrum_tab
 from initlab.ui.state import load_upload
 from initlab.ui.sweep_view import sweep_tab
@@ -80,7 +80,8 @@ def variance_tab(view: View) -> None:
     options = role_options(layers)
     if st.session_state.get(keys.VIEW_ROLE) not in (None, *options):
         del st.session_state[keys.VIEW_ROLE]  # a view the new model lacks (its blocks)
-    label = st.segmented_control(
+    rows, toggle = st.columns([3, 1], vertical_alignment="center")
+    label = rows.segmented_control(
         "Rows",
         options,
         key=keys.VIEW_ROLE,
@@ -89,15 +90,19 @@ def variance_tab(view: View) -> None:
         bind="query-params",
         label_visibility="collapsed",
     )
+    with toggle:
+        overlay = theory_view.overlay_toggle()
     role = ROLES.get(label or options[0], "weight")
     verdicts_ui(view.key, layers, view.colors, view.input_var, role, view.tables["params"])
-    activations, gradients = views.variance_figures(
-        view.key, role, layers, view.colors, view.input_var
-    )
+    activations, gradients, found = theory_view.depth_figures(view, role, overlay)
     left, right = st.columns(2)
     left.plotly_chart(activations, key="fig_var")
     right.plotly_chart(gradients, key="fig_grad")
-    st.caption(BAND if len(view.exp.seeds) > 1 else BAND.split("; band")[0] + ".")
+    caption = BAND if len(view.exp.seeds) > 1 else BAND.split("; band")[0] + "."
+    dashed = theory_view.has_overlay(found)
+    st.caption(f"{caption} {theory_view.DASHED}" if dashed else caption)
+    if overlay:
+        theory_view.theory_ui(found, role, view.colors)
 
 
 def _default_names(names: list[str], most: int = 4) -> list[str]:
