@@ -255,7 +255,20 @@ def results_ui(key: str, results: SweepResults, base: dict[str, Any], axes: list
         st.caption("The phase diagram needs two axes that vary, besides the seeds.")
     for name, fig in figs.items():
         st.plotly_chart(fig, key=FIGURE_KEYS[name])
+        if name in CAPTIONS:
+            st.caption(CAPTIONS[name])
     table_ui(table)
+
+
+CAPTIONS = {
+    "phase": "Each cell's colour: the ratio on a log scale (red: the first layer's gradient, or "
+    "the last layer's output, is the larger; white: kept). sigma_w2 is σ_w², a weight's "
+    "variance × its fan-in as the scheme set it, and sigma_b2 a bias's variance; the dashed "
+    "line, on an MLP, is where the mean field puts the edge of chaos (χ₁ = 1). Axes not "
+    "drawn are held at their first value; seeds are averaged (geometric mean).",
+    "failure": "The shallowest depth of the grid whose ratio is beyond 100× either way; an open "
+    "marker: no depth of the grid failed.",
+}
 
 
 def figure_settings(table: Any, base: dict[str, Any], axes: list[str]) -> tuple[str, str]:
