@@ -30,6 +30,10 @@ from initlab.plots import (
 # The measured column of the probe's layers table -> the predicted column of theory's layers.
 PREDICTED = {"act_var": "q", "grad_var": "grad_var"}
 SPECTRUM_BINS = 40
+# Below this share of its Jacobian's largest singular value, a singular value is rounding of
+# an exact 0 (a ReLU network's Jacobian is rank-deficient: dead units): counted, not drawn.
+ZERO_RTOL = 1e-12
+DASHED_PX, DASHED_OPACITY = 5, 0.45  # the measured lines are 2 px, opaque
 
 
 def add_theory(
@@ -60,7 +64,10 @@ def _dashed(depth: pd.Series, y: np.ndarray, scheme: str, color: str) -> go.Scat
         legendgroup=scheme,
         showlegend=False,  # the legend's rows are laid out for the schemes: one entry each
         mode="lines",
-        line={"color": color, "dash": "dash", "width": 1.5},
+        # Wider than the measured line and translucent: where the two agree (the point of the
+        # overlay) the dashes still show, as beads along the measured line, in its colour.
+        line={"color": color, "dash": "dash", "width": DASHED_PX},
+        opacity=DASHED_OPACITY,
         hovertemplate="layer %{x}: predicted %{y:.3g}<extra>%{fullData.name}</extra>",
     )
 
@@ -89,22 +96,38 @@ def spectrum_histograms(
     bins: int = SPECTRUM_BINS,
 ) -> go.Figure:
     """One histogram of log10 of the Jacobian's singular values per scheme, side by side (all
-    seeds and inputs), titled with the measured and predicted var(λ)/mean(λ)²."""
+    seeds and inputs), titled with the measured and predicted var(λ)/mean(λ)²; values that
+    are numerically 0 (ZERO_RTOL) are counted under the axis, not drawn."""
     title = "Singular values of the input-output Jacobian"
     if values.empty:
         return _empty(title, "no spectrum: nothing was measured")
     schemes = scheme_order(values)
     palette = _colors_for(values, colors)
-    edges = _log_edges(values["singular_value"], bins)
+    drawn = _nonzero(values)
+    edges = _log_edges(values.loc[drawn, "singular_value"], bins)
     titles = [_cell_title(summary[summary["scheme"] == s], s) for s in schemes]
     fig = make_subplots(rows=1, cols=len(schemes), subplot_titles=titles, shared_yaxes=True)
     for col, scheme in enumerate(schemes, start=1):
-        part = values[values["scheme"] == scheme]
-        fig.add_trace(_bars(part, edges, scheme, palette[scheme]), row=1, col=col)
-        fig.update_xaxes(title_text="log₁₀ singular value", row=1, col=col)
+        mine = values["scheme"] == scheme
+        fig.add_trace(_bars(values[mine & drawn], edges, scheme, palette[scheme]), row=1, col=col)
+        fig.update_xaxes(title_text=_axis_title(mine, drawn), row=1, col=col)
     fig.update_yaxes(title_text="count", row=1, col=1)
     fig.update_layout(showlegend=False, bargap=0, height=380)
     return _style(fig, title)
+
+
+def _nonzero(values: pd.DataFrame) -> pd.Series:
+    """Whether each singular value is above rounding of 0 relative to its Jacobian's largest."""
+    s = pd.to_numeric(values["singular_value"], errors="coerce")
+    top = s.groupby([values["scheme"], values["seed"], values["input"]]).transform("max")
+    return ~(s <= top * ZERO_RTOL)  # NaN stays in: _logs drops it, as it drops inf
+
+
+def _axis_title(mine: pd.Series, drawn: pd.Series) -> str:
+    zeros = int((mine & ~drawn).sum())
+    if not zeros:
+        return "log₁₀ singular value"
+    return f"log₁₀ singular value<br>{zeros} of {int(mine.sum())} numerically 0, not drawn"
 
 
 def _log_edges(s: pd.Series, bins: int) -> np.ndarray:

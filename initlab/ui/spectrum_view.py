@@ -99,8 +99,10 @@ def spectrum_tab(view: View) -> None:
         return
     found = st.session_state.get(COMPUTED, {}).get(view.key)
     if found is None:  # computed once per run: the same run gives the same spectrum
-        if not st.button("Compute spectrum", key=BUTTON, help=COST, type="primary"):
+        slot = st.empty()  # the button goes once clicked: the spinner, then the result
+        if not slot.button("Compute spectrum", key=BUTTON, help=COST, type="primary"):
             return
+        slot.empty()
         compute(view)
         found = st.session_state.get(COMPUTED, {}).get(view.key)
         if found is None:  # refused: compute said why
