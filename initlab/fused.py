@@ -77,11 +77,7 @@ def enabled() -> bool:
 def eligible(x: torch.Tensor) -> bool:
     """A tensor the kernels read in place: contiguous CPU float32, not empty."""
     return (
-        x.dtype == torch.float32
-        and x.device.type == "cpu"
-        and x.numel() > 0
-        and x.is_contiguous()
-        and enabled()
+        x.dtype == torch.float32 and x.is_cpu and x.numel() > 0 and x.is_contiguous() and enabled()
     )
 
 
@@ -90,29 +86,44 @@ def _array(x: torch.Tensor) -> np.ndarray:
     return x.detach().reshape(-1).numpy()
 
 
+def view(x: torch.Tensor) -> np.ndarray | None:
+    """`x`'s memory as a flat numpy array (no copy) when the kernels may read it, else None:
+    one view serves both passes (`reduce_array`, `bin_counts_array`)."""
+    return _array(x) if eligible(x) else None
+
+
 def reduce(x: torch.Tensor, bounds: tuple[float, float] | None, dim: int | None) -> Reduced | None:
     """Sums, counts, min and max of `x` in one pass, and how many units along `dim` are zero
     everywhere (0 when `dim` is None); None when `x` is not eligible."""
-    if not eligible(x):
-        return None
+    a = view(x)
+    return None if a is None else reduce_array(a, tuple(x.shape), bounds, dim)
+
+
+def reduce_array(
+    a: np.ndarray, shape: tuple[int, ...], bounds: tuple[float, float] | None, dim: int | None
+) -> Reduced:
+    """`reduce` on `view(x)`, with `x`'s shape."""
     lo, hi = _saturation_limits(bounds)
     floats, ints = np.empty(4, np.float64), np.empty(3, np.int64)
-    _, units, inner = _layout(tuple(x.shape), dim)
+    _, units, inner = _layout(shape, dim)
     if inner == 1 and units > 1:
-        _rows(_array(x), units, lo, hi, floats, ints)
-    elif dim is None and x.dim() > 1 and x.shape[-1] > 1:  # no units: lanes on the last dim
-        _rows(_array(x), x.shape[-1], lo, hi, floats, ints)
+        _rows(a, units, lo, hi, floats, ints)
+    elif dim is None and len(shape) > 1 and shape[-1] > 1:  # no units: lanes on the last dim
+        _rows(a, shape[-1], lo, hi, floats, ints)
         ints[2] = 0
     else:
-        _blocks(_array(x), units, inner, lo, hi, floats, ints)
+        _blocks(a, units, inner, lo, hi, floats, ints)
     return Reduced(*floats[:2].tolist(), *ints.tolist(), *floats[2:].tolist())
+
+
+UNBOUNDED = (np.float32(-np.inf), np.float32(np.inf))
 
 
 def _saturation_limits(bounds: tuple[float, float] | None) -> tuple[np.float32, np.float32]:
     """The torch path's saturation limits, as float32 like the torch comparison makes them;
     ±inf (never reached by a finite value) without bounds."""
     if bounds is None:
-        return np.float32(-np.inf), np.float32(np.inf)
+        return UNBOUNDED
     margin = 0.01 * (bounds[1] - bounds[0])
     return np.float32(bounds[0] + margin), np.float32(bounds[1] - margin)
 
@@ -128,15 +139,21 @@ def bin_counts(x: torch.Tensor, bins: int, index: tuple) -> np.ndarray | None:
     """Counts per bin of the finite, eligible `x` with the torch path's bin `index` parameters
     (see `stats._index_parameters`); None when `x` is not eligible, or for float32 indices
     beyond the kernel's int32 ones."""
-    if not eligible(x) or (index[0] == "float32" and bins > INDEX_LIMIT):
+    a = view(x)
+    return None if a is None else bin_counts_array(a, bins, index)
+
+
+def bin_counts_array(a: np.ndarray, bins: int, index: tuple) -> np.ndarray | None:
+    """`bin_counts` on `view(x)`."""
+    if index[0] == "float32" and bins > INDEX_LIMIT:
         return None
     counts = np.zeros(bins, np.int64)
     if index[0] == "float32":
-        _bins32(_array(x), np.float32(index[1]), np.float32(index[2]), counts)
+        _bins32(a, np.float32(index[1]), np.float32(index[2]), counts)
     else:
         # the powers of two of `stats._scaled` on float32 input, in the same order
         factors = np.asarray(index[4], np.float64)
-        _bins64(_array(x), factors, float(index[2]), float(index[3]), counts)
+        _bins64(a, factors, float(index[2]), float(index[3]), counts)
     return counts
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +33,7 @@ from torch import nn
 
 from initlab.functional import Observer
 from initlab.layers import role_of, saturation_bounds
-from initlab.stats import BINS, histogram, summarize, summarize_units
+from initlab.stats import BINS, summarize, summary_and_histogram
 from initlab.units import unit_dim
 
 LAYER_COLUMNS = [
@@ -52,7 +52,7 @@ LAYER_COLUMNS = [
 ]
 HIST_COLUMNS = ["kind", "name", "bin_left", "bin_right", "count"]
 # One histogram as it is measured: kind, name, bin edges (bins + 1), counts (bins).
-Histogram = tuple[str, str, list[float], list[float]]
+Histogram = tuple[str, str, Sequence[float], Sequence[float]]
 
 
 MAX_NESTING = 16  # levels of tuples / dicts / dataclasses searched for an output tensor
@@ -125,6 +125,8 @@ class _Recorder:
         # functional activation that takes it and to find a broadcast operand's row.
         self.produced: dict[int, tuple[int, weakref.ref]] = {}
         self.copies: dict[int, int] = {}  # row index -> how many copies a broadcast made
+        # id(module) -> what its leaf rows are about, worked out on its first call only
+        self.plans: dict[int, Observed] = {}
 
     def pre(self, module: nn.Module, args: Any) -> None:
         if self.stack:
@@ -137,12 +139,21 @@ class _Recorder:
         tensor = first_tensor(output)
         if tensor is None:
             return
-        name = self.names.get(id(module)) or type(module).__name__
         if not had_child:
-            kind, bounds = type(module).__name__, saturation_bounds(module)
-            self._record(Observed(name, kind, role_of(module), module, bounds), tensor)
+            self._record(self._leaf_plan(module), tensor)
         elif id(module) in self.blocks and tuple(tensor.shape) == in_shape:
+            name = self.names.get(id(module)) or type(module).__name__
             self._record(Observed(name, type(module).__name__, "block", module, None), tensor)
+
+    def _leaf_plan(self, module: nn.Module) -> Observed:
+        """What a leaf call of `module` is about (name, type, role, saturation bounds): the
+        same on every call, so worked out once per probe."""
+        plan = self.plans.get(id(module))
+        if plan is None:
+            name = self.names.get(id(module)) or type(module).__name__
+            kind, bounds = type(module).__name__, saturation_bounds(module)
+            plan = self.plans[id(module)] = Observed(name, kind, role_of(module), module, bounds)
+        return plan
 
     def in_leaf(self) -> bool:
         return bool(self.stack) and id(self.stack[-1][0]) in self.leaves
@@ -174,7 +185,8 @@ class _Recorder:
 
     def _summarize(self, seen: Observed, tensor: torch.Tensor) -> None:
         index = len(self.modules)
-        s, dead = summarize_units(tensor, seen.bounds, unit_dim(seen.module, tensor))
+        dim = unit_dim(seen.module, tensor)
+        s, dead, edges, counts = summary_and_histogram(tensor, seen.bounds, dim, self.bins)
         values = (
             index,
             seen.name,
@@ -196,17 +208,17 @@ class _Recorder:
         # A name observed again gets "name#2", ... so each call's histogram stays separate.
         calls = self.calls[seen.name] = self.calls.get(seen.name, 0) + 1
         label = seen.name if calls == 1 else f"{seen.name}#{calls}"
-        self.hists.append(("activation", label, *histogram(tensor, self.bins, s)))
+        self.hists.append(("activation", label, edges, counts))
         if self.backward and tensor.requires_grad:
             tensor.register_hook(lambda grad, i=index, n=label: self._on_grad(i, n, grad))
 
     @torch.no_grad()
     def _on_grad(self, index: int, name: str, grad: torch.Tensor) -> None:
-        s = summarize(grad)
+        s, _, edges, counts = summary_and_histogram(grad, None, None, self.bins)
         # A broadcast output's gradient is the sum over its copies (a position embedding's
         # over the batch); one copy's gradient has 1/copies of that variance.
         self.columns["grad_var"][index] = s.var / self.copies.get(index, 1)
-        self.hists.append(("gradient", name, *histogram(grad, self.bins, s)))
+        self.hists.append(("gradient", name, edges, counts))
 
     def broadcast_modules(self) -> dict[str, int]:
         """Module name -> copies, for the modules whose output was broadcast."""

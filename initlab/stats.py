@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from initlab import fused
@@ -164,6 +165,14 @@ def summarize_units(
     """`summarize(x, bounds)` and `dead_fraction(x, dim)` (0.0 when nothing is zero), in one
     fused pass over `x` where it can (`initlab.fused`), else by the torch path."""
     r = fused.reduce(x, bounds, dim)
+    return _units_summary(x, r, bounds, dim)
+
+
+def _units_summary(
+    x: torch.Tensor, r: fused.Reduced | None, bounds: tuple[float, float] | None, dim: int | None
+) -> tuple[Summary, float]:
+    """`summarize_units` from the fused reductions `r` of `x`, or by the torch path where they
+    are None or cannot give an exact summary."""
     summary = _fused_summary(r, x.numel(), bounds) if r is not None else None
     if summary is None:
         summary = _torch_summary(x, bounds)
@@ -171,6 +180,25 @@ def summarize_units(
         return summary, dead
     dead = (r.dead_units / x.shape[dim] if dim is not None else math.nan) if r.zeros else 0.0
     return summary, dead
+
+
+def summary_and_histogram(
+    x: torch.Tensor, bounds: tuple[float, float] | None, dim: int | None, bins: int = BINS
+) -> tuple[Summary, float, np.ndarray, np.ndarray]:
+    """`summarize_units(x, bounds, dim)` and `histogram(x, bins, summary)` as float64 arrays,
+    equal to what they give: on the fused path both kernels read one view of `x`, and the
+    checks, views and conversions between them are made once (the probe calls this for every
+    output and gradient)."""
+    a = fused.view(x)
+    r = fused.reduce_array(a, tuple(x.shape), bounds, dim) if a is not None else None
+    summary, dead = _units_summary(x, r, bounds, dim)
+    if a is not None and not summary.nonfinite:  # x is contiguous float32: _flat(x) is x
+        lo, hi = histogram_range(summary, bins)
+        counts = fused.bin_counts_array(a, bins, _index_parameters(torch.float32, lo, hi, bins))
+        if counts is not None:
+            return summary, dead, _edge_array(lo, hi, bins), counts.astype(np.float64)
+    edges, counts = _histogram_arrays(x, bins, summary)
+    return summary, dead, edges, counts
 
 
 def _fused_summary(r: fused.Reduced, n: int, bounds: tuple[float, float] | None) -> Summary | None:
@@ -347,13 +375,19 @@ def _bin_indices(x: torch.Tensor, index: tuple, bins: int) -> Iterator[torch.Ten
 
 
 def _edges(lo: float, hi: float, bins: int) -> list[float]:
-    """bins + 1 evenly spaced edges from lo to hi, spaced on lo / 2**k .. hi / 2**k so that the
-    step (hi − lo) / bins neither overflows (±1e308) nor underflows (subnormals)."""
+    """bins + 1 evenly spaced edges from lo to hi (see `_edge_array`), as Python floats."""
+    return _edge_array(lo, hi, bins).tolist()
+
+
+def _edge_array(lo: float, hi: float, bins: int) -> np.ndarray:
+    """bins + 1 evenly spaced float64 edges from lo to hi, torch.linspace's own values, spaced
+    on lo / 2**k .. hi / 2**k so that the step (hi − lo) / bins neither overflows (±1e308) nor
+    underflows (subnormals)."""
     if math.isfinite(hi - lo) and (hi - lo) / bins >= sys.float_info.min:  # the common case
-        return torch.linspace(lo, hi, bins + 1, dtype=torch.float64).tolist()
+        return torch.linspace(lo, hi, bins + 1, dtype=torch.float64).numpy()
     k = math.frexp(max(abs(lo), abs(hi)))[1]
     scaled = torch.linspace(math.ldexp(lo, -k), math.ldexp(hi, -k), bins + 1, dtype=torch.float64)
-    return [math.ldexp(e, k) for e in scaled.tolist()]
+    return np.array([math.ldexp(e, k) for e in scaled.tolist()], dtype=np.float64)
 
 
 def histogram(
@@ -363,15 +397,23 @@ def histogram(
 
     Pass the tensor's `summary` when it is already computed, to save the reductions.
     """
+    edges, counts = _histogram_arrays(x, bins, summary)
+    return edges.tolist(), counts.tolist()
+
+
+def _histogram_arrays(
+    x: torch.Tensor, bins: int, summary: Summary | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`histogram` as float64 arrays."""
     x = _flat(x)
     if summary is None and x.numel():  # its non-finite count says whether to filter
         summary = summarize(x)
     if summary is None or summary.nonfinite:
         x = x[torch.isfinite(x)]
         if x.numel() == 0:
-            return [0.0] * (bins + 1), [0.0] * bins
+            return np.zeros(bins + 1), np.zeros(bins)
         summary = summarize(x)
     lo, hi = histogram_range(summary, bins)
     counts = _bin_counts(x, lo, hi, bins)
-    # float64 counts are exact (below 2**53); .tolist() makes the Python floats in one call
-    return _edges(lo, hi, bins), counts.cpu().numpy().astype(float).tolist()
+    # float64 counts are exact (below 2**53)
+    return _edge_array(lo, hi, bins), counts.cpu().numpy().astype(np.float64)
