@@ -151,9 +151,20 @@ def _heatmap(grid: pd.DataFrame, value: str) -> go.Heatmap:
 
 
 def _scale(values: pd.Index) -> str:
-    """Log axes for positive values spanning more than two decades."""
-    v = pd.to_numeric(pd.Series(values), errors="coerce")
-    return "log" if v.notna().all() and (v > 0).all() and v.max() / v.min() > 100 else "linear"
+    """Log axes for positive values spanning more than two decades, or spaced evenly in log
+    far more than in value (depths 5, 10, 20, 40: a row each, of one height)."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").sort_values()
+    if not (v.notna().all() and (v > 0).all()):
+        return "linear"
+    if v.max() / v.min() > 100:
+        return "log"
+    return "log" if len(v) > 2 and _spread(np.log(v)) < 0.5 * _spread(v) else "linear"
+
+
+def _spread(v: pd.Series) -> float:
+    """How unevenly sorted values are spaced: the steps' coefficient of variation."""
+    steps = np.diff(v.to_numpy(dtype=float))
+    return float(np.std(steps) / np.mean(steps)) if np.mean(steps) > 0 else 0.0
 
 
 def _critical_line(

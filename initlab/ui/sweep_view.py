@@ -68,9 +68,12 @@ def sweep_tab(view: View) -> None:
     specs = values_ui(base, [offers[p] for p in chosen])
     sweep = {"base": base, "axes": specs}
     key = canonical(sweep)
-    problem = None if len(specs) < len(chosen) else grid_ui(sweep)
+    button, summary = st.columns([1, 3], vertical_alignment="center")
+    with summary:  # the grid's size, or why it can't run, beside the button
+        problem = None if len(specs) < len(chosen) else grid_ui(sweep)
     ready = len(specs) == len(chosen) and problem is None
-    running = controls_ui(sweep, key, ready)
+    with button:
+        running = controls_ui(sweep, key, ready)
     if running:
         live_ui(key)
     job = sweep_job.job()
@@ -256,7 +259,7 @@ def results_ui(key: str, results: SweepResults, base: dict[str, Any], axes: list
     for name, fig in figs.items():
         st.plotly_chart(fig, key=FIGURE_KEYS[name])
         if name in CAPTIONS:
-            st.caption(CAPTIONS[name])
+            st.caption(md(CAPTIONS[name]))
     table_ui(table)
 
 
