@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from initlab import initializers
+from initlab import initializers, lsuv
 from initlab.gains import TORCH_GAINS, split_gain
 from initlab.layers import (
     FAMILIES,
@@ -38,6 +38,13 @@ from initlab.methods import SWAPPED_MODE, Call, MethodSpec, kaiming_gain
 from initlab.schemes import Rule, Scheme, match_counts
 
 INDENT = "    "
+LSUV_HELPERS = (
+    lsuv._Seen,
+    lsuv._forward_order,
+    lsuv._output_variance,
+    lsuv._rescale,
+    lsuv.lsuv_rescale,
+)
 WIDTH = 88  # ruff's default line length: the code is pasted into the user's project
 TORCH_NEEDED = "torch >= 2.2"  # generator= in torch.nn.init: pytorch/pytorch#110413
 ESTIMATED = ("gelu", "silu", "elu", "mish")  # gains torch's calculate_gain rejects
@@ -470,6 +477,8 @@ def init_lines(pad: str, spec: MethodSpec, target: str, index: int, transposed: 
     """The statements that initialize `target` as `spec` says (nothing for `default`)."""
     if spec.method == "default":
         return []
+    if spec.entry.data_dependent:
+        return _lsuv_lines(pad, spec, target)
     if _estimated(spec):
         lines = _estimated_lines(pad, spec, target, transposed)
     else:
@@ -477,6 +486,16 @@ def init_lines(pad: str, spec: MethodSpec, target: str, index: int, transposed: 
         call = call.transposed() if transposed else call
         lines = fit(pad, "", Br(call.fn, _arguments(call, target, spec)))
     return _gain_note(pad, spec) + lines + _scale_lines(pad, spec, target, index)
+
+
+def _lsuv_lines(pad: str, spec: MethodSpec, target: str) -> list[str]:
+    """LSUV's orthonormal draw now, in module order as every other rule; the layer joins the
+    list the rescaling pass takes after the loop (`initlab.lsuv`, copied below)."""
+    call = spec.call((2, 2))
+    entry = Br("", ("m", target, repr(spec.kwargs["tol"]), repr(spec.kwargs["max_iter"])))
+    return fit(pad, "", Br(call.fn, _arguments(call, target, spec))) + fit(
+        pad, "", Br(f"{LSUV_LIST}.append", (entry.flat(),))
+    )
 
 
 # ---------------------------------------------------------------- a branch's statements
@@ -703,10 +722,28 @@ def _skip_lines(found: Plan, pad: str) -> list[str]:
 
 def _function(found: Plan, name: str) -> list[str]:
     kept = branches(found)
+    data = _uses_data(kept)
     args = ("model: nn.Module", "generator: torch.Generator | None = None")
+    args = (args[0], "batch: torch.Tensor", args[1]) if data else args
     lines = ["@torch.no_grad()", *fit("", "def ", Br(name, args), " -> None:")]
-    lines.append(f'{INDENT}"""Initialize `model` in place; a seeded `generator` reproduces it."""')
-    return lines + _count_lines(found, kept) + _loop_lines(found, kept)
+    lines += DATA_DOC if data else [f'{INDENT}"""{PLAIN_DOC}"""']
+    lines += _count_lines(found, kept)
+    lines += [f"{INDENT}{LSUV_LIST} = []"] if data else []
+    lines += _loop_lines(found, kept)
+    return lines + ([f"{INDENT}lsuv_rescale(model, {LSUV_LIST}, batch)"] if data else [])
+
+
+PLAIN_DOC = "Initialize `model` in place; a seeded `generator` reproduces it."
+DATA_DOC = [
+    f'{INDENT}"""Initialize `model` in place; a seeded `generator` and the same `batch`',
+    f'{INDENT}reproduce it. LSUV layers are rescaled on `batch` after the loop."""',
+]
+LSUV_LIST = "lsuv_layers"
+
+
+def _uses_data(kept: list[Branch]) -> bool:
+    """Whether a rule the function keeps gives its weights a data-dependent method (LSUV)."""
+    return any(b.rule.weight.entry.data_dependent for b in kept if not b.idle)
 
 
 # ---------------------------------------------------------------- header, imports, helpers
@@ -743,7 +780,8 @@ def _header(found: Plan) -> list[str]:
         f"Weight initialization scheme {scheme.name!r}{origin}{model}, exported by initlab."
     )
     lines += comments(
-        f"Bit-identical to initlab's apply_scheme with an equal generator; needs "
+        f"Bit-identical to initlab's apply_scheme with an equal generator"
+        f"{_same_batch(found)}; needs "
         f"{TORCH_NEEDED} (generator= in torch.nn.init). The first matching rule "
         "decides a layer; parameters no rule decides keep PyTorch's default."
     )
@@ -751,6 +789,10 @@ def _header(found: Plan) -> list[str]:
         pieces = comments(_rule_note(found, i, rule), "  ")  # one indent inside the comment
         lines += ["#   " + piece.removeprefix("  # ") for piece in pieces]
     return lines
+
+
+def _same_batch(found: Plan) -> str:
+    return " and the same batch" if _uses_data(branches(found)) else ""
 
 
 UNTIED = '''def _untied(module: nn.Module, seen: set[int]) -> dict[str, nn.Parameter]:
@@ -812,6 +854,8 @@ def _helpers(body: str) -> list[str]:
     for name in ("sparse_", "variance_scaling_"):
         if re.search(rf"(?<![.\w]){name}\(", body):
             found.append(_tidy(inspect.getsource(getattr(initializers, name))))
+    if "lsuv_rescale(" in body:  # initlab.lsuv's pass, verbatim: bit for bit the same
+        found += [_tidy(inspect.getsource(f)) for f in LSUV_HELPERS]
     found += [FAN] if "_fan(" in body else []
     found += [IS_A] if "_is_a(" in body else []
     return found + ([UNTIED] if "_untied(" in body else [])

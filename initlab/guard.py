@@ -26,6 +26,7 @@ from initlab.models import MODELS
 from initlab.outline import meta_model
 from initlab.params import shown
 from initlab.probe import first_tensor
+from initlab.schemes import targets, uses_data
 
 MEMORY_ENV = "INITLAB_MEMORY_BUDGET_MB"
 TIME_ENV = "INITLAB_TIME_BUDGET_S"
@@ -48,6 +49,7 @@ class Estimate:
     peak_bytes: int
     seconds: float
     runs: int
+    lsuv_passes: int = 0  # forward passes LSUV may take at most, over every run
 
 
 # ---------------------------------------------------------------- the shape pass
@@ -310,8 +312,21 @@ def estimate(exp: Any, model: nn.Module | None = None) -> Estimate:
     activations = sum(sizes) if exp.backward else 2 * max(sizes)
     peak = params * (2 if exp.backward else 1) + inputs + activations + 2 * max(sizes)
     passes = 3 if exp.backward else 1  # backward costs about twice the forward
-    per_run = passes * (flops * PROBE_OVERHEAD / FLOPS_PER_SECOND + len(calls) * PER_CALL_S)
-    return Estimate(params, activations, peak, runs * per_run + matching_seconds(exp, model), runs)
+    forward = flops * PROBE_OVERHEAD / FLOPS_PER_SECOND + len(calls) * PER_CALL_S
+    lsuv = lsuv_passes(exp, model)
+    seconds = runs * passes * forward + matching_seconds(exp, model) + lsuv * forward
+    return Estimate(params, activations, peak, seconds, runs, lsuv)
+
+
+def lsuv_passes(exp: Any, model: nn.Module) -> int:
+    """The most forward passes LSUV takes: per seed, for each layer a scheme gives `lsuv`,
+    max_iter + 1 (each stopped at the layer, counted whole), plus one to find the order."""
+    total = 0
+    for scheme in exp.schemes:
+        if uses_data(scheme):
+            found = [t for t in targets(model, scheme) if t.spec.entry.data_dependent]
+            total += 1 + sum(t.spec.kwargs["max_iter"] + 1 for t in found)
+    return total * len(exp.seeds)
 
 
 def matching_seconds(exp: Any, model: nn.Module) -> float:
@@ -399,6 +414,12 @@ def _shrink_hint(exp: Any, est: Estimate) -> str:
     return f"shrink {batch}" + (f", or the model: {model_part}" if model_part else "")
 
 
+def _lsuv_hint(est: Estimate) -> str:
+    return (
+        f"a smaller lsuv max_iter ({est.lsuv_passes} passes at most), " if est.lsuv_passes else ""
+    )
+
+
 def check_budget(exp: Any, model: nn.Module | None = None) -> Estimate:
     """Raise ValueError, within a second, if `exp` would exceed the memory or time budget."""
     est = estimate(exp, model)
@@ -414,6 +435,6 @@ def check_budget(exp: Any, model: nn.Module | None = None) -> Estimate:
         raise ValueError(
             f"experiment too slow: about {est.seconds:.0f} s estimated for {est.runs} runs "
             f"(seeds × schemes), over the budget of {limit:.0f} s ({source}); "
-            f"use fewer seeds or schemes, or {_shrink_hint(exp, est)}"
+            f"use fewer seeds or schemes, {_lsuv_hint(est)}or {_shrink_hint(exp, est)}"
         )
     return est

@@ -265,7 +265,7 @@ def _lecun_call(distribution: str) -> CallFor:
 
 def _lsuv_call(shape: Shape, p: Params) -> Call:
     """The orthonormal draw LSUV starts from; the rescaling needs data (initlab.lsuv)."""
-    return Call("nn.init.orthogonal_", {"gain": 1.0})
+    return Call("nn.init.orthogonal_", {})  # gain 1
 
 
 def _variance_scaling_call(shape: Shape, p: Params) -> Call:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
+import torch
 from torch import nn
 
 from initlab.experiment import (
@@ -96,7 +97,8 @@ def _run_one(
 ) -> dict[str, pd.DataFrame]:
     """One (scheme, seed): as `initlab.experiment`'s run does it for a zoo model."""
     model = build(factory, seed)
-    params = apply_scheme(model, scheme, generator(seed, "init"))
+    batch = inputs if isinstance(inputs, torch.Tensor) else None  # what LSUV rescales on
+    params = apply_scheme(model, scheme, generator(seed, "init"), batch)
     if found is not None:
         found.add(scheme, model)
     weights = _weight_histograms(model, bins)

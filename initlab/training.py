@@ -29,15 +29,15 @@ from torch import nn
 from initlab.csvout import write_tables
 from initlab.experiment import (
     Experiment,
-    build_initialized,
     generator,
+    initialized,
     resolve_device,
     validate_against_model,
 )
 from initlab.guard import ShapePass, estimate, memory_budget, meta_input, time_budget
 from initlab.outline import meta_model
 from initlab.probe import LAYER_COLUMNS, first_tensor, probe, without_dropout
-from initlab.schemes import Scheme
+from initlab.schemes import Scheme, uses_data
 from initlab.stats import summarize
 from initlab.tasks import (
     Task,
@@ -261,10 +261,18 @@ class Trainer:
         )
 
     def _start(self, scheme: Scheme, seed: int) -> Run:
-        model, _ = build_initialized(self.exp, scheme, seed)
+        model, _ = initialized(self.exp, scheme, seed, self._first_batch(scheme, seed))
         model.to(self.device)
         order = BatchOrder(seed, self.data.train_x.shape[0])
         return Run(scheme, seed, model, make_optimizer(self.spec, model), order)
+
+    def _first_batch(self, scheme: Scheme, seed: int) -> torch.Tensor | None:
+        """What LSUV rescales on: the run's first training batch (a fresh order of the seed
+        draws the same one), on the CPU where the model is initialized."""
+        if not uses_data(scheme):
+            return None
+        first = BatchOrder(seed, self.data.train_x.shape[0]).next(self.spec.batch_size)
+        return self.data.train_x[first.to(self.data.train_x.device)].cpu()
 
     def run(self, progress: Progress | None = None, stop: Callable[[], bool] | None = None) -> None:
         """Train every run to the last step, or until `stop()` answers True."""
