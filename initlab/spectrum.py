@@ -324,8 +324,8 @@ def check_spectrum_budget(exp: Experiment, inputs: int = 3) -> guard.Estimate:
     limit, source = guard.time_budget()
     if est.seconds > limit:
         raise ValueError(
-            f"spectrum too slow: about {est.seconds:.0f} s estimated for {work}, over the "
-            f"budget of {limit:.0f} s ({source}); use fewer inputs, seeds or schemes, or a "
+            f"spectrum too slow: about {est.seconds:.3g} s estimated for {work}, over the "
+            f"budget of {limit:.3g} s ({source}); use fewer inputs, seeds or schemes, or a "
             "smaller model"
         )
     return est

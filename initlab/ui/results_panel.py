@@ -99,7 +99,7 @@ def variance_tab(view: View) -> None:
     left.plotly_chart(activations, key="fig_var")
     right.plotly_chart(gradients, key="fig_grad")
     caption = BAND if len(view.exp.seeds) > 1 else BAND.split("; band")[0] + "."
-    dashed = theory_view.has_overlay(found)
+    dashed = theory_view.has_overlay(found, role)
     st.caption(f"{caption} {theory_view.DASHED}" if dashed else caption)
     if overlay:
         theory_view.theory_ui(found, role, view.colors)

@@ -67,39 +67,38 @@ def overlay_toggle() -> bool:
 def depth_figures(
     view: View, role: str, overlay: bool
 ) -> tuple[go.Figure, go.Figure, Theory | None]:
-    """The depth charts of `role`'s rows, with the prediction where it is asked for and the
-    rows are the ones it predicts; the prediction too (None: not asked for, or other rows)."""
+    """The depth charts of `role`'s rows, with the prediction dashed where it is asked for
+    and the rows are the ones it predicts; the prediction too (None: not asked for)."""
     layers = view.tables["layers"]
-    plain = (view.key, role, layers, view.colors, view.input_var)
-    if not overlay or role != ROLE:
-        return (*views.variance_figures(*plain), None)
-    found = theory_of(view.key, view.exp, layers)
-    if found.layers.empty:  # no scheme has a prediction: the plain charts
-        return (*views.variance_figures(*plain), found)
+    found = theory_of(view.key, view.exp, layers) if overlay else None
+    if found is None or found.layers.empty or role != ROLE:
+        plain = views.variance_figures(view.key, role, layers, view.colors, view.input_var)
+        return (*plain, found)
     figures = overlay_figures(view.key, layers, found.layers, view.colors, view.input_var)
     return (*figures, found)
 
 
 def theory_ui(found: Theory | None, role: str, colors: dict[str, str]) -> None:
-    """Under the charts: one line per scheme naming its phase, or one line saying why there
-    is no prediction (the model's reason, the same for every scheme), or which rows it is of."""
-    if role != ROLE:
-        st.caption(
-            "The mean-field prediction is of the layers with weights (pre-activations): "
-            "show those rows to see it beside the measurement."
-        )
-        return
+    """Under the charts: one line saying why there is no prediction (the model's reason, the
+    same for every scheme), or which rows it is of, or one line per scheme naming its phase."""
     if found is None:
         return
     reasons = set(found.schemes["reason"])
     if found.layers.empty and len(reasons) == 1:
         st.caption(f"No mean-field prediction: {md(reasons.pop())}.")
-        return
-    for row in found.schemes.itertuples(index=False):
-        line = f"{chip(colors.get(row.scheme))} **{md(row.scheme)}**, mean field: {md(row.verdict)}"
-        st.markdown(line)
+    elif role != ROLE:
+        st.caption(
+            "The mean-field prediction is of the layers with weights (pre-activations): "
+            "show those rows to see it beside the measurement."
+        )
+    else:
+        for row in found.schemes.itertuples(index=False):
+            verdict = md(row.verdict)
+            st.markdown(
+                f"{chip(colors.get(row.scheme))} **{md(row.scheme)}**, mean field: {verdict}"
+            )
 
 
-def has_overlay(found: Theory | None) -> bool:
+def has_overlay(found: Theory | None, role: str) -> bool:
     """Whether the charts carry dashed predictions (a caption then says what they are)."""
-    return found is not None and not found.layers.empty
+    return found is not None and not found.layers.empty and role == ROLE
