@@ -130,8 +130,8 @@ def phase_diagram(
         return _empty(title, "no finite positive ratios to draw")
     fig = go.Figure(_heatmap(grid, value))
     _critical_line(fig, ratios, x, y, activation)
-    fig.update_xaxes(title=_text(x), type=_scale(grid.columns))
-    fig.update_yaxes(title=_text(y), type=_scale(grid.index))
+    fig.update_xaxes(title=_text(x), **_axis_ticks(grid.columns))
+    fig.update_yaxes(title=_text(y), **_axis_ticks(grid.index))
     fig.update_layout(height=480, legend={"orientation": "h", "y": -0.2})
     return _style(fig, title)
 
@@ -159,6 +159,16 @@ def _scale(values: pd.Index) -> str:
     if v.max() / v.min() > 100:
         return "log"
     return "log" if len(v) > 2 and _spread(np.log(v)) < 0.5 * _spread(v) else "linear"
+
+
+def _axis_ticks(values: pd.Index) -> dict[str, Any]:
+    """The axis type; on a log axis of a few values, a tick at each (plotly's own log ticks
+    between decades read 2, 3, 4 for 20, 30, 40)."""
+    scale = _scale(values)
+    if scale != "log" or len(values) > 12:
+        return {"type": scale}
+    ticks = [float(v) for v in values]
+    return {"type": scale, "tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks]}
 
 
 def _spread(v: pd.Series) -> float:

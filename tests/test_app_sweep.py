@@ -18,10 +18,11 @@ import pandas as pd
 import pytest
 from conftest import open_tab
 from streamlit.testing.v1 import AppTest
+from test_plots_sweep import synthetic
 
 from initlab import sweep as sweep_mod
 from initlab.csvout import csv_text
-from initlab.plots_sweep import sweep_figures
+from initlab.plots_sweep import phase_diagram, sweep_figures
 from initlab.sweep import Sweep, run_sweep
 from initlab.ui import sweep_job, sweep_view
 from initlab.ui.sweep_axes import axis_spec, offered
@@ -249,3 +250,11 @@ def test_isolated_never_runs_a_cell_here(monkeypatch) -> None:
 def test_max_cells_refuses_before_building_the_cells() -> None:
     with pytest.raises(ValueError, match=r"^axes: 3 × 2 = 6 cells; a sweep has at most 5$"):
         Sweep.from_dict({"base": EXPERIMENT, "axes": {DEPTH: [0, 2, 3], STD: [1, 2]}}, None, 5)
+
+
+def test_depths_that_double_are_rows_of_one_height_with_a_tick_each() -> None:
+    fig = phase_diagram(synthetic(depths=(5, 10, 20, 40)), "sigma_w2", "model.depth")
+    assert fig.layout.yaxis.type == "log" and list(fig.layout.yaxis.tickvals) == [5, 10, 20, 40]
+    assert fig.layout.xaxis.type == "linear", "two values: no reason for a log axis"
+    even = phase_diagram(synthetic(depths=(2, 4, 6, 8)), "sigma_w2", "model.depth")
+    assert even.layout.yaxis.type == "linear" and even.layout.yaxis.tickvals is None
