@@ -155,8 +155,8 @@ def _write_all(
         if part is not None:
             paths += part.write_csv(out)
     (out / "experiment.json").write_text(exp.to_json() + "\n", encoding="utf-8")
-    tables = {"layers": results.layers, "params": results.params, "histograms": results.histograms,
-              "warnings": results.warnings}  # fmt: skip
+    names = ("layers", "params", "histograms", "warnings", "lsuv")
+    tables = {name: getattr(results, name) for name in names}
     report = build_report(exp, tables, training, extras)
     (out / "report.html").write_text(report, encoding="utf-8")
     for path in [*paths, out / "experiment.json", out / "report.html"]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 import plotly.graph_objects as go
 
-from initlab import plots, plots_theory, plots_training
+from initlab import plots, plots_lsuv, plots_theory, plots_training
 from initlab.codegen import to_code
 from initlab.experiment import Experiment
 from initlab.health import default_role, layer_health, verdicts
@@ -132,6 +132,16 @@ def _theory_html(extras: Extras, layers: pd.DataFrame, colors: dict[str, str]) -
     return parts
 
 
+def _lsuv_html(tables: dict[str, pd.DataFrame], colors: dict[str, str]) -> list[str]:
+    """The LSUV passes of every layer a scheme gives `lsuv` (the whole log is lsuv.csv)."""
+    log = tables.get("lsuv")
+    if log is None or log.empty:
+        return []
+    fig = plots_lsuv.lsuv_log(log, colors)
+    summary = plots_lsuv.lsuv_summary(log).to_html(index=False, float_format="%.4g")
+    return ["<h2>LSUV</h2>", fig.to_html(full_html=False, include_plotlyjs=False), summary]
+
+
 def _said(row: object) -> str:
     verdict, reason = getattr(row, "verdict", ""), getattr(row, "reason", "")
     return str(verdict) if isinstance(verdict, str) and verdict else str(reason)
@@ -158,6 +168,7 @@ def build_report(
         *_figure_html(_figures(tables, colors, exp.input_variance())),
         *_training_html(training, colors),
         *_theory_html(extras or Extras(), tables["layers"], colors),
+        *_lsuv_html(tables, colors),
         "<h2>Health</h2>",
         layer_health(tables["layers"]).to_html(index=False),
         "<h2>Parameters</h2>",

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -20,6 +23,7 @@ from initlab.experiment import Experiment
 from initlab.guard import check_budget, estimate
 from initlab.lsuv import LSUV_COLUMNS
 from initlab.methods import apply_method
+from initlab.plots_lsuv import lsuv_log, lsuv_summary
 from initlab.schemes import Scheme, apply_scheme, initialize, validate_scheme
 
 
@@ -298,3 +302,36 @@ def test_zero_output_variance_stops_without_dividing_by_zero() -> None:
     assert (log["variance"] == 0).all() and log.groupby("layer").size().tolist() == [1, 1]
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert math.isfinite(log["variance"].sum())
+
+
+# ---------------------------------------------------------------- the chart, the report, the CLI
+
+
+def test_the_chart_draws_a_line_per_layer_and_one_legend_entry_per_scheme() -> None:
+    res = initlab.run(mlp_experiment())
+    fig = lsuv_log(res.lsuv)
+    lines = [t for t in fig.data if t.legendgroup == "LSUV"]
+    assert len(lines) == 10 and sum(t.showlegend for t in lines) == 1
+    first = res.lsuv[(res.lsuv["seed"] == 0) & (res.lsuv["layer"] == "fc2")]
+    drawn = next(t for t in lines if t.customdata[0] == "fc2")
+    assert list(drawn.y) == pytest.approx(list(first["variance"]))
+    summary = lsuv_summary(res.lsuv)
+    assert len(summary) == 10 and summary["converged"].all()
+    assert (summary["passes"] == first.groupby("layer")["iteration"].max().max() + 1).any()
+
+
+def test_the_report_and_the_cli_carry_the_log(tmp_path) -> None:
+    path = tmp_path / "exp.json"
+    path.write_text(mlp_experiment(seeds=[0]).to_json())
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "initlab", "run", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    log = pd.read_csv(out / "lsuv.csv")
+    assert list(log.columns) == ["scheme", "seed", *LSUV_COLUMNS] and len(log) >= 10
+    report = (out / "report.html").read_text()
+    assert "<h2>LSUV</h2>" in report and "variance_last" in report

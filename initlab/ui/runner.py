@@ -29,6 +29,7 @@ from initlab.ui.text import md
 Tables = dict[str, pd.DataFrame]
 MAX_ENTRIES = 64  # (scheme, experiment) results; a few MB each at most
 SHOW_AFTER_S = 1.0  # a run shorter than this shows no progress bar at all
+TABLES = ("layers", "params", "histograms", "lsuv")  # the results tables the page keeps
 
 
 class RunStore:
@@ -123,8 +124,7 @@ def run_with_progress(experiment_json: str) -> Tables:
     if any(tables is None for _, tables in parts):  # evicted meanwhile by other sessions
         return _run(exp)
     return {
-        k: pd.concat([t[k].assign(scheme=n) for n, t in parts], ignore_index=True)
-        for k in ("layers", "params", "histograms")
+        k: pd.concat([t[k].assign(scheme=n) for n, t in parts], ignore_index=True) for k in TABLES
     }
 
 
@@ -139,4 +139,4 @@ def _run(exp: Experiment) -> Tables:
 
     results = run(exp, progress=progress)
     slot.empty()
-    return {"layers": results.layers, "params": results.params, "histograms": results.histograms}
+    return {name: getattr(results, name) for name in TABLES}
