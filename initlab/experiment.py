@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 from pydantic import (
@@ -430,30 +431,40 @@ def run(exp: Experiment, progress: Progress | None = None) -> Results:
         "histograms": [],
         "lsuv": [],
     }
-    total, done = len(exp.seeds) * len(exp.schemes), 0
+    total = len(exp.seeds) * len(exp.schemes)
+    keys: list[tuple[str, int]] = []  # per (seed, scheme) run, in order: what its rows are
     found = WarningCollector()  # warnings are per scheme: the first seed's models tell
     for seed in exp.seeds:
         x = make_input(exp, seed).to(device)
         for scheme in exp.schemes:
             if progress:
-                progress(done / total, f"{scheme.name}, seed {seed}")
+                progress(len(keys) / total, f"{scheme.name}, seed {seed}")
             collector = found if seed == exp.seeds[0] else None
             for key, frame in _run_one(exp, scheme, seed, x, device, collector).items():
-                parts[key].append(frame.assign(scheme=scheme.name, seed=seed))
-            done += 1
+                parts[key].append(frame)
+            keys.append((scheme.name, seed))
     if progress:
         progress(1.0, "done")
     return Results(
-        _concat(parts["layers"], LAYERS_OUT),
-        _concat(parts["params"], PARAMS_OUT),
-        _concat(parts["histograms"], HISTS_OUT),
+        _concat(parts["layers"], keys, LAYERS_OUT),
+        _concat(parts["params"], keys, PARAMS_OUT),
+        _concat(parts["histograms"], keys, HISTS_OUT),
         found.table(),
-        _concat(parts["lsuv"], LSUV_OUT),
+        _concat(parts["lsuv"], keys, LSUV_OUT),
     )
 
 
-def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
-    return pd.concat(frames, ignore_index=True)[columns]
+def _concat(
+    frames: list[pd.DataFrame], keys: list[tuple[str, int]], columns: list[str]
+) -> pd.DataFrame:
+    """The runs' frames one under another, each row labelled with its run's scheme and seed:
+    the two columns are made once, after the concatenation (an `assign` per frame cost more
+    than the concatenation itself)."""
+    sizes = [len(frame) for frame in frames]
+    table = pd.concat(frames, ignore_index=True)
+    table["scheme"] = np.repeat(np.array([scheme for scheme, _ in keys]), sizes)
+    table["seed"] = np.repeat(np.array([seed for _, seed in keys], dtype=np.int64), sizes)
+    return table[columns]
 
 
 def _run_one(
@@ -469,8 +480,7 @@ def _run_one(
     if found is not None:  # on the CPU, before the probe: the tensors as initialized
         found.add(scheme, model)
     model.to(device)
-    weight_hists = _weight_histograms(model, exp.bins)
-    measured = _param_stats(model)
+    measured, weight_hists = _param_summaries(model, exp.bins)
     cotangent = generator(seed, "cotangent")
     train = exp.mode == "train"
     try:
@@ -479,10 +489,11 @@ def _run_one(
         )
     except ProbeError as exc:  # the model breaks on this input: say which input it was
         raise ProbeError(f"input: the model fails on {_input_words(exp, x)}: {exc}") from exc
+    names = params["param"].tolist()  # columns from lists: a Series.map per column cost more
     params = params.assign(
-        mean=params["param"].map(lambda p: measured[p][0]),
-        std=params["param"].map(lambda p: measured[p][1]),
-        grad_var=params["param"].map(lambda p: result.param_grad_var.get(p, math.nan)),
+        mean=np.array([measured[p][0] for p in names], dtype=np.float64),
+        std=np.array([measured[p][1] for p in names], dtype=np.float64),
+        grad_var=np.array([result.param_grad_var.get(p, math.nan) for p in names], np.float64),
     )
     histograms = pd.concat([weight_hists, result.histograms], ignore_index=True)
     return {"layers": result.layers, "params": params, "histograms": histograms, "lsuv": done.lsuv}
@@ -497,18 +508,16 @@ def _input_words(exp: Experiment, x: torch.Tensor) -> str:
     return words + ")"
 
 
-def _param_stats(model: nn.Module) -> dict[str, tuple[float, float]]:
-    stats = {}
+def _param_summaries(
+    model: nn.Module, bins: int
+) -> tuple[dict[str, tuple[float, float]], pd.DataFrame]:
+    """Each parameter's (mean, std), and the histograms of the weight matrices and kernels (norm
+    scales are constant at init), in one walk over the parameters. A weight's histogram is
+    binned on its flat summary, as `histogram` makes it: the same edges as ever."""
+    stats, hists = {}, []
     for name, p in model.named_parameters():
         s = summarize(p)
         stats[name] = (s.mean, s.std)
-    return stats
-
-
-def _weight_histograms(model: nn.Module, bins: int) -> pd.DataFrame:
-    hists = []
-    for name, p in model.named_parameters():
-        if "weight" not in name.rsplit(".", 1)[-1] or p.dim() < 2:
-            continue  # weight matrices and kernels; norm scales are constant at init
-        hists.append(("weight", name, *histogram(p, bins)))
-    return histogram_table(hists)
+        if "weight" in name.rsplit(".", 1)[-1] and p.dim() >= 2:
+            hists.append(("weight", name, *histogram(p, bins)))
+    return stats, histogram_table(hists)
