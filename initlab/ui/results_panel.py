@@ -11,10 +11,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from initlab import plots
+from initlab import plots, plots_lsuv
 from initlab.csvout import csv_text
 from initlab.experiment import Experiment
 from initlab.health import default_role, thresholds
+from initlab.schemes import uses_data
 from initlab.ui import keys, theory_view, views
 from initlab.ui.spectrum_view import spectrum_tab
 from initlab.ui.state import load_upload
@@ -224,10 +225,14 @@ ROLE_NOUNS = {"block": "blocks", "weight": "layers with weights"}
 
 
 def tables_tab(view: View) -> None:
-    for name, caption in (
+    shown = [
         ("params", "What each parameter got: expected vs measured std"),
         ("layers", "One row per (scheme, seed, observed output), in execution order"),
-    ):
+    ]
+    if not view.tables.get("lsuv", pd.DataFrame()).empty:
+        lsuv_chart(view)
+        shown.append(("lsuv", LSUV_CAPTION))
+    for name, caption in shown:
         st.subheader(name)
         st.caption(caption)
         frame = view.tables[name]
@@ -247,10 +252,28 @@ def tables_tab(view: View) -> None:
         )
 
 
+LSUV_CAPTION = (
+    "One row per LSUV forward pass: each layer's output variance on the batch, from the "
+    "orthonormal draw (iteration 0) until |variance − 1| < tol"
+)
+
+
+LSUV_CODE = (
+    " A scheme with LSUV rescales on data, so its function takes the batch too: "
+    "`initialize_weights(model, batch, generator)`; the same batch gives the same tensors."
+)
+
+
+def lsuv_chart(view: View) -> None:
+    st.subheader("LSUV passes")
+    st.plotly_chart(plots_lsuv.lsuv_log(view.tables["lsuv"], view.colors), key="fig_lsuv")
+
+
 def code_tab(view: View) -> None:
     st.caption(
         "Step 1 of the recipe, written for you: paste it into your project and call "
         "`initialize_weights(model, generator)`. It reproduces these tensors bit for bit."
+        + (LSUV_CODE if any(uses_data(s) for s in view.exp.schemes) else "")
     )
     model_json = json.dumps(view.exp.model, sort_keys=True)
     for i, scheme in enumerate(view.exp.schemes):
