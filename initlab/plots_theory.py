@@ -32,7 +32,8 @@ PREDICTED = {"act_var": "q", "grad_var": "grad_var"}
 SPECTRUM_BINS = 40
 # Below this share of its Jacobian's largest singular value, a singular value is rounding of
 # an exact 0 (a ReLU network's Jacobian is rank-deficient: dead units): counted, not drawn.
-ZERO_RTOL = 1e-12
+# numpy.linalg.matrix_rank's tolerance, max(M, N)·eps, at the exact path's 1024 × 1024.
+ZERO_RTOL = 1024 * float(np.finfo(np.float64).eps)
 DASHED_PX, DASHED_OPACITY = 5, 0.45  # the measured lines are 2 px, opaque
 
 
