@@ -265,7 +265,6 @@ LSUV_CODE = (
 
 
 def lsuv_chart(view: View) -> None:
-    st.subheader("LSUV passes")
     st.plotly_chart(plots_lsuv.lsuv_log(view.tables["lsuv"], view.colors), key="fig_lsuv")
 
 
