@@ -282,6 +282,10 @@ def layer_rows(scheme: str, chain: list[Layer], x2: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LAYER_COLUMNS)
 
 
+Q_ZERO_LIMIT = 1e-200  # q → 0⁺: √q z stays far above float64's smallest normal
+XI_INFINITE = 1e9  # layers: a depth scale beyond any network is printed as ∞
+
+
 def scheme_row(scheme: str, chain: list[Layer], q1: float, note: str = "") -> dict:
     """q*, χ₁, phase and ξ of the deepest hidden layer's map, with a one-line verdict."""
     hidden = [layer for layer in chain if layer.activation is not None] or chain
@@ -289,6 +293,8 @@ def scheme_row(scheme: str, chain: list[Layer], q1: float, note: str = "") -> di
     act = layer.activation or ACTIVATIONS["identity"]
     q_star = fixed_point(act, layer.sigma_w2, layer.sigma_b2, q1)
     at = q_star if math.isfinite(q_star) else forward(chain, q1)[-1]
+    # At q* = 0 χ₁ is the limit q → 0⁺ (relu: σ_w²/2); φ'(0) itself is a convention (0).
+    at = Q_ZERO_LIMIT if at == 0 else at
     chi1 = chi(act, at, layer.sigma_w2) if math.isfinite(at) else math.nan
     notes = [n for n in (note, _uneven(chain)) if n]
     row = {"scheme": scheme, "sigma_w2": layer.sigma_w2, "sigma_b2": layer.sigma_b2}
@@ -313,7 +319,8 @@ def verdict(row: dict, notes: list[str] = ()) -> str:
         else (f"q* = {q_star:.3g}")
     )
     grows = {"ordered": "shrink", "chaotic": "grow"}.get(row["phase"])
-    depth = f"gradients {grows} e-fold every ξ = {xi:.3g} layers" if grows else f"ξ = {xi:.3g}"
+    shown = "∞" if xi > XI_INFINITE else f"{xi:.3g}"  # χ₁ = 1 within float rounding
+    depth = f"gradients {grows} e-fold every ξ = {xi:.3g} layers" if grows else f"ξ = {shown}"
     text = f"{row['phase']} (χ₁ = {chi1:.4g}): {where}; {depth}"
     return "; ".join([text, *notes])
 
