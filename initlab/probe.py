@@ -33,7 +33,7 @@ from torch import nn
 
 from initlab.functional import Observer
 from initlab.layers import role_of, saturation_bounds
-from initlab.stats import BINS, summarize, summary_and_histogram
+from initlab.stats import BINS, Span, edges, summarize, summary_and_counts
 from initlab.units import unit_dim
 
 LAYER_COLUMNS = [
@@ -119,7 +119,8 @@ class _Recorder:
         # The layers table, column by column (one DataFrame at the end, no per-row dicts).
         self.columns: dict[str, list[Any]] = {name: [] for name in LAYER_COLUMNS}
         self.modules: list[nn.Module | None] = []  # per row: the module that produced it
-        self.hists: list[Histogram] = []
+        # kind, name, span, counts: the edges are made at the end, in one go (`histograms`)
+        self.hists: list[tuple[str, str, Span, np.ndarray]] = []
         self.calls: dict[str, int] = {}
         # id(output) -> (row index, weak reference): who produced a tensor, to name the
         # functional activation that takes it and to find a broadcast operand's row.
@@ -186,7 +187,7 @@ class _Recorder:
     def _summarize(self, seen: Observed, tensor: torch.Tensor) -> None:
         index = len(self.modules)
         dim = unit_dim(seen.module, tensor)
-        s, dead, edges, counts = summary_and_histogram(tensor, seen.bounds, dim, self.bins)
+        s, dead, span, counts = summary_and_counts(tensor, seen.bounds, dim, self.bins)
         values = (
             index,
             seen.name,
@@ -208,21 +209,30 @@ class _Recorder:
         # A name observed again gets "name#2", ... so each call's histogram stays separate.
         calls = self.calls[seen.name] = self.calls.get(seen.name, 0) + 1
         label = seen.name if calls == 1 else f"{seen.name}#{calls}"
-        self.hists.append(("activation", label, edges, counts))
+        self.hists.append(("activation", label, span, counts))
         if self.backward and tensor.requires_grad:
             tensor.register_hook(lambda grad, i=index, n=label: self._on_grad(i, n, grad))
 
     @torch.no_grad()
     def _on_grad(self, index: int, name: str, grad: torch.Tensor) -> None:
-        s, _, edges, counts = summary_and_histogram(grad, None, None, self.bins)
+        s, _, span, counts = summary_and_counts(grad, None, None, self.bins)
         # A broadcast output's gradient is the sum over its copies (a position embedding's
         # over the batch); one copy's gradient has 1/copies of that variance.
         self.columns["grad_var"][index] = s.var / self.copies.get(index, 1)
-        self.hists.append(("gradient", name, edges, counts))
+        self.hists.append(("gradient", name, span, counts))
 
     def broadcast_modules(self) -> dict[str, int]:
         """Module name -> copies, for the modules whose output was broadcast."""
         return {self.columns["layer"][i]: c for i, c in self.copies.items()}
+
+    def histograms(self) -> pd.DataFrame:
+        """The histograms table. Edges and float counts are made here, after the pass, in one
+        loop: made in each hook, between the model's own kernels, they cost several times
+        more (nothing of them is left in the CPU's caches there)."""
+        made = [
+            (k, n, edges(span, self.bins), c.astype(np.float64)) for k, n, span, c in self.hists
+        ]
+        return histogram_table(made)
 
     def table(self) -> pd.DataFrame:
         if not self.modules:  # typed like a frame of no rows (object columns)
@@ -380,7 +390,7 @@ def probe(
                 _backward(output, generator, loss)
         del output  # nothing of the pass outlives the statistics
         grad_var = _param_grad_var(model, recorder.broadcast_modules()) if backward else {}
-    return ProbeResult(recorder.table(), histogram_table(recorder.hists), grad_var)
+    return ProbeResult(recorder.table(), recorder.histograms(), grad_var)
 
 
 def _param_grad_var(model: nn.Module, copies: dict[str, int]) -> dict[str, float]:

@@ -182,13 +182,19 @@ def _units_summary(
     return summary, dead
 
 
-def summary_and_histogram(
+# What a histogram's edges are made from: its range (lo, hi), or None for a tensor with no finite
+# value (its edges are all zero). `edges` makes them, so a caller can make them later, together.
+Span = tuple[float, float] | None
+
+
+def summary_and_counts(
     x: torch.Tensor, bounds: tuple[float, float] | None, dim: int | None, bins: int = BINS
-) -> tuple[Summary, float, np.ndarray, np.ndarray]:
-    """`summarize_units(x, bounds, dim)` and `histogram(x, bins, summary)` as float64 arrays,
-    equal to what they give: on the fused path both kernels read one view of `x`, and the
-    checks, views and conversions between them are made once (the probe calls this for every
-    output and gradient)."""
+) -> tuple[Summary, float, Span, np.ndarray]:
+    """`summarize_units(x, bounds, dim)`, and `histogram(x, bins, summary)` as its span and
+    counts (int64 or float64): `edges(span, bins)` and the counts as floats are what
+    `histogram` gives. On the fused path both kernels read one view of `x`, and the checks
+    and conversions between them are made once (the probe calls this for every output and
+    gradient)."""
     a = fused.view(x)
     r = fused.reduce_array(a, tuple(x.shape), bounds, dim) if a is not None else None
     summary, dead = _units_summary(x, r, bounds, dim)
@@ -196,9 +202,14 @@ def summary_and_histogram(
         lo, hi = histogram_range(summary, bins)
         counts = fused.bin_counts_array(a, bins, _index_parameters(torch.float32, lo, hi, bins))
         if counts is not None:
-            return summary, dead, _edge_array(lo, hi, bins), counts.astype(np.float64)
-    edges, counts = _histogram_arrays(x, bins, summary)
-    return summary, dead, edges, counts
+            return summary, dead, (lo, hi), counts
+    span, counts = _span_and_counts(x, bins, summary)
+    return summary, dead, span, counts
+
+
+def edges(span: Span, bins: int) -> np.ndarray:
+    """A histogram's bins + 1 float64 edges from its span (see `summary_and_counts`)."""
+    return np.zeros(bins + 1) if span is None else _edge_array(*span, bins)
 
 
 def _fused_summary(r: fused.Reduced, n: int, bounds: tuple[float, float] | None) -> Summary | None:
@@ -374,11 +385,6 @@ def _bin_indices(x: torch.Tensor, index: tuple, bins: int) -> Iterator[torch.Ten
         yield _scaled(c, -k).sub_(lo_k).mul_(scale_k).clamp_(0, bins - 1).to(torch.int32)
 
 
-def _edges(lo: float, hi: float, bins: int) -> list[float]:
-    """bins + 1 evenly spaced edges from lo to hi (see `_edge_array`), as Python floats."""
-    return _edge_array(lo, hi, bins).tolist()
-
-
 def _edge_array(lo: float, hi: float, bins: int) -> np.ndarray:
     """bins + 1 evenly spaced float64 edges from lo to hi, torch.linspace's own values, spaced
     on lo / 2**k .. hi / 2**k so that the step (hi − lo) / bins neither overflows (±1e308) nor
@@ -397,23 +403,31 @@ def histogram(
 
     Pass the tensor's `summary` when it is already computed, to save the reductions.
     """
-    edges, counts = _histogram_arrays(x, bins, summary)
-    return edges.tolist(), counts.tolist()
+    bin_edges, counts = _histogram_arrays(x, bins, summary)
+    return bin_edges.tolist(), counts.tolist()
 
 
 def _histogram_arrays(
     x: torch.Tensor, bins: int, summary: Summary | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """`histogram` as float64 arrays."""
+    span, counts = _span_and_counts(x, bins, summary)
+    return edges(span, bins), counts
+
+
+def _span_and_counts(
+    x: torch.Tensor, bins: int, summary: Summary | None
+) -> tuple[Span, np.ndarray]:
+    """`histogram`'s span and float64 counts."""
     x = _flat(x)
     if summary is None and x.numel():  # its non-finite count says whether to filter
         summary = summarize(x)
     if summary is None or summary.nonfinite:
         x = x[torch.isfinite(x)]
         if x.numel() == 0:
-            return np.zeros(bins + 1), np.zeros(bins)
+            return None, np.zeros(bins)
         summary = summarize(x)
     lo, hi = histogram_range(summary, bins)
     counts = _bin_counts(x, lo, hi, bins)
     # float64 counts are exact (below 2**53)
-    return _edge_array(lo, hi, bins), counts.cpu().numpy().astype(np.float64)
+    return (lo, hi), counts.cpu().numpy().astype(np.float64)
