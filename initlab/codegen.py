@@ -35,7 +35,7 @@ from initlab.layers import (
     torch_class,
 )
 from initlab.methods import SWAPPED_MODE, Call, MethodSpec, kaiming_gain
-from initlab.schemes import Rule, Scheme, match_counts
+from initlab.schemes import Rule, Scheme, match_counts, uses_data
 
 INDENT = "    "
 LSUV_HELPERS = (
@@ -43,6 +43,8 @@ LSUV_HELPERS = (
     lsuv._forward_order,
     lsuv._output_variance,
     lsuv._rescale,
+    lsuv._quiet,
+    lsuv._restore,
     lsuv.lsuv_rescale,
 )
 WIDTH = 88  # ruff's default line length: the code is pasted into the user's project
@@ -721,12 +723,14 @@ def _skip_lines(found: Plan, pad: str) -> list[str]:
 
 
 def _function(found: Plan, name: str) -> list[str]:
+    """The function; a scheme with LSUV takes the batch, whether or not this model has a
+    layer it rescales (the signature is the scheme's, as the page and the README say)."""
     kept = branches(found)
-    data = _uses_data(kept)
+    takes, data = uses_data(found.scheme), _uses_data(kept)
     args = ("model: nn.Module", "generator: torch.Generator | None = None")
-    args = (args[0], "batch: torch.Tensor", args[1]) if data else args
+    args = (args[0], "batch: torch.Tensor", args[1]) if takes else args
     lines = ["@torch.no_grad()", *fit("", "def ", Br(name, args), " -> None:")]
-    lines += DATA_DOC if data else [f'{INDENT}"""{PLAIN_DOC}"""']
+    lines += DATA_DOC if data else UNUSED_DOC if takes else [f'{INDENT}"""{PLAIN_DOC}"""']
     lines += _count_lines(found, kept)
     lines += [f"{INDENT}{LSUV_LIST} = []"] if data else []
     lines += _loop_lines(found, kept)
@@ -737,6 +741,10 @@ PLAIN_DOC = "Initialize `model` in place; a seeded `generator` reproduces it."
 DATA_DOC = [
     f'{INDENT}"""Initialize `model` in place; a seeded `generator` and the same `batch`',
     f'{INDENT}reproduce it. LSUV layers are rescaled on `batch` after the loop."""',
+]
+UNUSED_DOC = [
+    f'{INDENT}"""Initialize `model` in place; a seeded `generator` reproduces it. No layer',
+    f'{INDENT}of this model gets LSUV, so `batch` is not used."""',
 ]
 LSUV_LIST = "lsuv_layers"
 

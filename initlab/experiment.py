@@ -374,14 +374,19 @@ def build_initialized(exp: Experiment, scheme: Scheme, seed: int) -> tuple[nn.Mo
 
 
 def initialized(
-    exp: Experiment, scheme: Scheme, seed: int, batch: torch.Tensor | None = None
+    exp: Experiment,
+    scheme: Scheme,
+    seed: int,
+    batch: torch.Tensor | None = None,
+    train: bool | None = None,
 ) -> tuple[nn.Module, Initialized]:
-    """`build_initialized` with the LSUV log; LSUV rescales on `batch`, by default the seed's
-    input (what the probe sees)."""
+    """`build_initialized` with the LSUV log. LSUV rescales on `batch`, by default the seed's
+    input, in the probe's mode (`train`, by default the experiment's): what the probe sees."""
     # allow_custom: validating the experiment already refused a custom model unless enabled.
     model = build_model(exp.model, seed=stream_seed(seed, "model"), allow_custom=True)
-    if batch is None and uses_data(scheme):
-        batch = make_input(exp, seed)
+    if uses_data(scheme):
+        batch = make_input(exp, seed) if batch is None else batch
+        model.train(exp.mode == "train" if train is None else train)
     return model, initialize(model, scheme, generator(seed, "init"), batch)
 
 

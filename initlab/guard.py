@@ -50,6 +50,7 @@ class Estimate:
     seconds: float
     runs: int
     lsuv_passes: int = 0  # forward passes LSUV may take at most, over every run
+    lsuv_seconds: float = 0.0  # their share of `seconds`
 
 
 # ---------------------------------------------------------------- the shape pass
@@ -315,7 +316,7 @@ def estimate(exp: Any, model: nn.Module | None = None) -> Estimate:
     forward = flops * PROBE_OVERHEAD / FLOPS_PER_SECOND + len(calls) * PER_CALL_S
     lsuv = lsuv_passes(exp, model)
     seconds = runs * passes * forward + matching_seconds(exp, model) + lsuv * forward
-    return Estimate(params, activations, peak, seconds, runs, lsuv)
+    return Estimate(params, activations, peak, seconds, runs, lsuv, lsuv * forward)
 
 
 def lsuv_passes(exp: Any, model: nn.Module) -> int:

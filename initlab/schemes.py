@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from initlab.layers import FAMILIES, default_std, is_transposed, matches_layers
-from initlab.lsuv import log_table, lsuv_rescale
+from initlab.lsuv import check_batch, log_table, lsuv_rescale
 from initlab.methods import METHODS, MethodSpec, fans, parse_method_spec
 from initlab.params import shown
 from initlab.preset_rules import check_preset_name
@@ -193,6 +193,11 @@ class Rule:
         param = check_param_glob(d.get("param"), f"{where}.param")
         weight = parse_method_spec(d.get("weight"), f"{where}.weight")
         bias = parse_method_spec(d.get("bias"), f"{where}.bias")
+        if bias.entry.data_dependent:
+            raise ValueError(
+                f"{where}.bias: {bias.method} rescales a layer's weight by the layer's output; "
+                "a bias cannot use it (zeros is the usual bias with LSUV)"
+            )
         return cls(layers, weight, bias, name, param)
 
 
@@ -398,6 +403,11 @@ def initialize(
             "rescales each layer by its output on data; pass a batch: "
             "apply_scheme(model, scheme, generator, batch=x)"
         )
+    if data:
+        try:
+            check_batch(model, [(t.param, t.module) for t in data], batch)
+        except ValueError as exc:
+            raise ValueError(f"scheme '{scheme.name}', lsuv: {exc}") from None
     with torch.no_grad():
         for t in found:
             _init_one(t, generator)

@@ -148,14 +148,17 @@ def check_training_budget(exp: Experiment, task: Task, out_shape: tuple[int, ...
             f"(seeds × schemes) held at once, over the budget of {budget / 2**20:.0f} MB "
             f"({source}); use fewer seeds or schemes, a smaller training.batch_size or model"
         )
-    _check_training_time(spec, one.seconds, one.runs)
+    # LSUV's passes come once per run, before the first step: not once per step.
+    _check_training_time(spec, one.seconds - one.lsuv_seconds, one.runs, one.lsuv_seconds)
 
 
-def _check_training_time(spec: TrainingSpec, probe_seconds: float, runs: int) -> None:
+def _check_training_time(
+    spec: TrainingSpec, probe_seconds: float, runs: int, once: float = 0.0
+) -> None:
     # A training step is a bare forward + backward + update, cheaper than a probed pass; the
     # probed passes at record steps and the held-out evaluations come on top.
     passes = spec.steps * 0.6 + len(spec.records()) + len(spec.evaluations()) * 0.5
-    seconds = probe_seconds * passes
+    seconds = probe_seconds * passes + once
     limit, source = time_budget()
     if seconds > limit:
         raise ValueError(
@@ -261,7 +264,7 @@ class Trainer:
         )
 
     def _start(self, scheme: Scheme, seed: int) -> Run:
-        model, _ = initialized(self.exp, scheme, seed, self._first_batch(scheme, seed))
+        model, _ = initialized(self.exp, scheme, seed, self._first_batch(scheme, seed), True)
         model.to(self.device)
         order = BatchOrder(seed, self.data.train_x.shape[0])
         return Run(scheme, seed, model, make_optimizer(self.spec, model), order)

@@ -325,6 +325,11 @@ def test_exported_code_is_ruff_clean_at_ruffs_defaults(tmp_path):
     sparse = _scheme({"layers": "Linear", "weight": {"method": "sparse", "sparsity": 0.5}})
     (tmp_path / "mixed.py").write_text(to_module([preset("gpt2"), sparse, preset("lecun_normal")]))
     (tmp_path / "rnn.py").write_text(to_code(RNN_AND_ATTENTION))
+    lsuv = _scheme({"layers": "Linear", "weight": {"method": "lsuv", "tol": 0.05}})
+    for model in (None, "lenet", "transformer"):
+        built = build_model(SMALL[model], seed=0) if model else None
+        (tmp_path / f"lsuv_{model}.py").write_text(to_code(lsuv, built))
+    (tmp_path / "lsuv_mixed.py").write_text(to_module([lsuv, preset("kaiming_normal")]))
     formatted = _ruff(tmp_path, "format", "--check")
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
     checked = _ruff(tmp_path, "check")

@@ -132,6 +132,24 @@ def test_max_iter_bounds_the_passes() -> None:
     assert log.groupby("layer").size().max() <= 3
 
 
+def test_batchnorm_in_train_mode_normalizes_by_the_batch_as_the_probe_sees_it() -> None:
+    exp = Experiment.from_dict(
+        {
+            "model": {"name": "cnn", "depth": 4, "channels": 8, "batchnorm": True},
+            "input": {"batch_size": 32, "mean": 1.0},
+            "seeds": [0],
+            "schemes": [lsuv_scheme(0.05).to_dict()],
+        }
+    )
+    res = initlab.run(exp)  # the probe in train mode: BatchNorm by batch statistics
+    rows = res.layers[res.layers["type"].isin(["Conv2d", "Linear"])]
+    assert len(rows) >= 4 and np.allclose(rows["act_var"], 1.0, atol=0.05 + 0.01), rows
+    model, _ = initlab.experiment.initialized(exp, exp.schemes[0], 0)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(int(m.num_batches_tracked) == 0 for m in norms)  # restored
+    assert all(m.running_var.eq(1).all() for m in norms)
+
+
 def test_dropout_and_batchnorm_are_left_alone_and_the_global_rng_untouched() -> None:
     def model() -> nn.Module:
         torch.manual_seed(0)
@@ -191,6 +209,18 @@ def test_exported_code_on_a_zoo_cnn_is_bit_identical() -> None:
     for (name, p), q in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
     assert len(done.lsuv) > 0
+
+
+def test_the_signature_is_the_scheme_s_even_where_no_layer_gets_lsuv() -> None:
+    conv_only = Scheme.from_dict(
+        {"name": "c", "rules": [{"layers": "Conv", "weight": "lsuv"}, {"layers": "Linear"}]}
+    )
+    code = to_code(conv_only, tanh_mlp())  # an MLP has no Conv: nothing to rescale
+    assert "batch: torch.Tensor" in code and "lsuv_rescale" not in code
+    model = tanh_mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    load_initializer(code)(model, batch(), generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_schemes_without_lsuv_keep_the_plain_signature() -> None:
@@ -262,9 +292,8 @@ def test_bad_parameters_are_refused_by_name(key: str, value: float) -> None:
 
 
 def test_lsuv_is_for_a_layer_s_weight_only() -> None:
-    scheme = Scheme.from_dict({"name": "s", "rules": [{"layers": "Linear", "bias": "lsuv"}]})
-    with pytest.raises(ValueError, match="lsuv needs a >= 2-D tensor"):
-        validate_scheme(scheme, tanh_mlp())
+    with pytest.raises(ValueError, match=r"rules\.0\.bias: lsuv rescales a layer's weight"):
+        Scheme.from_dict({"name": "s", "rules": [{"layers": "Linear", "bias": "lsuv"}]})
     rnn = Scheme.from_dict({"name": "r", "rules": [{"layers": "LSTM", "weight": "lsuv"}]})
     with pytest.raises(ValueError, match="weight_ih_l0 is not one"):
         validate_scheme(rnn, nn.LSTM(8, 16))
@@ -292,7 +321,7 @@ def test_a_layer_the_forward_never_calls_is_named() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.used(x)
 
-    with pytest.raises(ValueError, match="a Conv1d layer is never called"):
+    with pytest.raises(ValueError, match=r"spare\.weight: its Conv1d is never called"):
         initialized(Unused(), lsuv_scheme(), torch.randn(4, 8))
 
 
@@ -335,3 +364,63 @@ def test_the_report_and_the_cli_carry_the_log(tmp_path) -> None:
     assert list(log.columns) == ["scheme", "seed", *LSUV_COLUMNS] and len(log) >= 10
     report = (out / "report.html").read_text()
     assert "<h2>LSUV</h2>" in report and "variance_last" in report
+
+
+# ---------------------------------------------------------------- a batch or a model LSUV can't use
+
+
+def refused(model: nn.Module, x: object, match: str) -> None:
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=match):
+        initialized(model, lsuv_scheme(), x)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "touched"
+
+
+def test_a_batch_the_model_cannot_take_is_refused_before_anything_is_drawn() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    refused(model, torch.randn(8, 5), r"batch: the model fails on a batch of shape \[8, 5\]")
+    refused(model, [[0.0] * 4] * 8, "batch: must be a torch.Tensor; got list")
+    refused(model, torch.full((8, 4), math.nan), "batch: holds NaN or infinite values")
+    refused(nn.Sequential(nn.Linear(4, 1)), torch.randn(1, 4), "needs 2 or more")
+
+
+def test_attention_s_out_proj_is_named_with_a_way_out() -> None:
+    torch.manual_seed(0)
+    model = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    refused(model, torch.randn(4, 6, 16), r"self_attn\.out_proj\.weight: .* never called")
+    way_out = {"layers": "Linear", "name": "*out_proj", "weight": "orthogonal"}
+    rules = [way_out, *lsuv_scheme().to_dict()["rules"]]
+    done = initialized(
+        model, Scheme.from_dict({"name": "s", "rules": rules}), torch.randn(4, 6, 16)
+    )
+    assert set(done.lsuv["layer"]) == {"linear1", "linear2"}
+
+
+def test_a_layer_the_rescaled_forward_no_longer_reaches_is_named() -> None:
+    class Route(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.a(x)
+            return self.b(h) if h.var() > 1.5 else h  # b is skipped once a is at variance 1
+
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="a Linear layer was not reached"):
+        initialized(Route(), lsuv_scheme(), batch(64, 8) * 10)
+
+
+def test_training_counts_lsuv_once_per_run_not_once_per_step(monkeypatch) -> None:
+    from initlab import training
+
+    seen = {}
+    monkeypatch.setattr(training, "_check_training_time", lambda *a: seen.update(args=a))
+    exp = mlp_experiment(
+        schemes=[lsuv_scheme(0.05, max_iter=100).to_dict()],
+        training={"task": "teacher", "steps": 2000, "batch_size": 64},
+    )
+    trained, _ = training.trained_experiment(exp)
+    training.check_training_budget(trained, training.task_of(exp), training.output_shape(trained))
+    _, per_step, _, once = seen["args"]
+    assert once > 0 and once > 10 * per_step  # LSUV's 2 × 1011 passes, counted apart
