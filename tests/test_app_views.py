@@ -87,6 +87,7 @@ VIEW = {  # each view control away from its default, as the address spells it
     keys.HIST_KIND: "gradient",
     keys.HIST_SCALE: "standardized (shape)",
     keys.HEALTH_ALL: "true",
+    keys.THEORY_OVERLAY: "false",
 }
 
 
@@ -94,7 +95,8 @@ def bound_key(at: AppTest, key: str) -> str:
     """The query parameter a view control is bound to (the browser writes it on a change)."""
     if key == keys.TAB:
         return at.tabs[0].proto and next(iter(tab_containers(at._tree))).query_param_key
-    widget = at.toggle(key=key) if key == keys.HEALTH_ALL else segmented(at, key)
+    toggles = (keys.HEALTH_ALL, keys.THEORY_OVERLAY)
+    widget = at.toggle(key=key) if key in toggles else segmented(at, key)
     return widget.proto.query_param_key
 
 
@@ -108,7 +110,7 @@ def tab_containers(node: Any):
 def test_every_view_control_is_bound_to_the_address_under_its_key() -> None:
     at = run_app()
     assert query(at) == {}, "a fresh page spells out no view"
-    bound = {key: bound_key(at, key) for key in (keys.TAB, keys.VIEW_ROLE)}
+    bound = {key: bound_key(at, key) for key in (keys.TAB, keys.VIEW_ROLE, keys.THEORY_OVERLAY)}
     bound[keys.HIST_KIND] = bound_key(open_tab(at, "Distributions"), keys.HIST_KIND)
     bound[keys.HIST_SCALE] = bound_key(at, keys.HIST_SCALE)
     bound[keys.HEALTH_ALL] = bound_key(open_tab(at, "Health"), keys.HEALTH_ALL)
@@ -127,6 +129,7 @@ def test_an_address_with_a_view_restores_it() -> None:
     assert segmented(at, keys.HIST_SCALE).value == VIEW[keys.HIST_SCALE]
     open_tab(at, "Variance by depth")
     assert segmented(at, keys.VIEW_ROLE).value == VIEW[keys.VIEW_ROLE]
+    assert at.toggle(key=keys.THEORY_OVERLAY).value is False
     assert first.session_state["probes_run"] == 2 and at.session_state.get("probes_run", 0) == 0
 
 

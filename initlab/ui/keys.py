@@ -110,7 +110,8 @@ VIEW_ROLE = "view_role"
 HIST_KIND = "hist_kind"
 HIST_SCALE = "hist_scale"
 HEALTH_ALL = "health_all"
-VIEW_KEYS = (TAB, VIEW_ROLE, HIST_KIND, HIST_SCALE, HEALTH_ALL)
+THEORY_OVERLAY = "theory.overlay"  # the mean-field toggle: `theory.overlay=false` when off
+VIEW_KEYS = (TAB, VIEW_ROLE, HIST_KIND, HIST_SCALE, HEALTH_ALL, THEORY_OVERLAY)
 
 
 def hist_names(kind: str, model_json: str) -> str:

@@ -17,13 +17,13 @@ import streamlit as st
 from initlab.experiment import Experiment
 from initlab.plots_theory import add_theory
 from initlab.theory import Theory, predict, with_measured
-from initlab.ui import views
+from initlab.ui import keys, views
 from initlab.ui.text import chip, md
 
 if TYPE_CHECKING:
     from initlab.ui.results_panel import View
 
-OVERLAY = "theory.overlay"  # the toggle; bound to the address as `theory.overlay=false`
+OVERLAY = keys.THEORY_OVERLAY  # the toggle; bound to the address as `theory.overlay=false`
 ENTRIES = 64
 ROLE = "weight"  # the length map predicts pre-activations: the outputs of layers with weights
 DASHED = "Dashed: the mean-field prediction."
