@@ -8,38 +8,31 @@ depends on another's session or on the run cache.
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from browser_support import (
+    ARTIFACTS,
+    ERROR_BOX,
+    EXCEPTION,
+    new_page,
+    streamlit_server,
+    system_chromium,
+    wait_idle,
+)
 
 # The payload link (scheme names and rule globs that would be markup) is shared with the
 # headless checks; tests/ is on sys.path for test modules (no __init__.py: rootdir imports).
 from test_ui_security import NAME_PAYLOADS, payload_experiment
 
-from benchmarks.first_chart import free_port, healthy
 from initlab.ui.urlstate import encode
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]  # fmt: skip
-STARTUP_S = 60
-TIMEOUT_MS = 180_000  # two slow cores: a cold first run (torch warm-up included) can take a minute
 CHARTS = ".js-plotly-plot"
-EXCEPTION = '[data-testid="stException"]'
-ERROR_BOX = '[data-testid="stAlertContentError"]'
-RUNNING = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'
 # The first chart (variance by depth): per trace its name and y. Plotly keeps y as given,
 # which for a streamlit chart is {dtype, bdata} (base64 of the typed array).
 TRACES_JS = "Array.from(document.querySelectorAll('.js-plotly-plot')[0].data, " \
@@ -65,61 +58,20 @@ def small_experiment(seed: int) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """`streamlit run app.py` on a free port; always terminated. Its log: artifacts/."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = ARTIFACTS / "streamlit.log"
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port),
-               "--browser.gatherUsageStats", "false",
-               # edits to the sources during a test run must not rerun or prompt the page
-               "--server.fileWatcherType", "none"]  # fmt: skip
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + STARTUP_S
-            while not healthy(url):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"streamlit did not come up on {url} within {STARTUP_S} s:\n"
-                                + log_path.read_text()[-3000:])  # fmt: skip
-                time.sleep(0.5)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with streamlit_server("streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        reason = (f"{CHROMIUM} is missing: install the system's Chromium (`apt-get install "
-                  "chromium`); these tests never download a browser")  # fmt: skip
-        if os.environ.get("CI"):
-            pytest.fail(reason)  # CI must run the browser tests, not skip them
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with system_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture
 def page(browser: Any, server: str) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
+    with new_page(browser) as page:
         yield page
-    finally:
-        context.close()
 
 
 # ---------------------------------------------------------------- helpers
@@ -130,12 +82,6 @@ def open_page(page: Any, server: str, experiment: dict[str, Any] | None = None) 
     page.goto(server + query)
     page.wait_for_selector(CHARTS)
     wait_idle(page)
-
-
-def wait_idle(page: Any) -> None:
-    """Until the script run has finished (the status widget shows a running icon meanwhile)."""
-    page.wait_for_timeout(300)
-    page.wait_for_selector(RUNNING, state="detached")
 
 
 def traces(page: Any) -> dict[str, list[float]]:
