@@ -147,7 +147,8 @@ def default_std(module: nn.Module, param: str, shape: tuple[int, ...]) -> float:
         # are uniform with bound 1/sqrt(fan_in), i.e. std 1/sqrt(3·fan_in).
         weight = module.weight
         fan_in = weight.shape[1] * math.prod(weight.shape[2:])
-        return 1.0 / math.sqrt(3.0 * fan_in)
+        # torch: bound = 1/sqrt(fan_in) if fan_in > 0 else 0, so no inputs means a zero bias
+        return 1.0 / math.sqrt(3.0 * fan_in) if fan_in > 0 else 0.0
     return math.nan
 
 

@@ -289,3 +289,10 @@ def test_apply_method_default_leaves_the_tensor_alone() -> None:
     w = torch.arange(6.0).reshape(2, 3)
     assert apply_method(w, "default") is w
     assert torch.equal(w, torch.arange(6.0).reshape(2, 3))
+
+
+def test_default_std_of_a_layer_without_inputs_is_torchs_zero_bias() -> None:
+    torch.manual_seed(0)
+    module = nn.Linear(0, 4)  # torch: bias bound 1/sqrt(fan_in) if fan_in > 0 else 0
+    assert default_std(module, "bias", (4,)) == 0.0
+    assert torch.count_nonzero(module.bias) == 0
