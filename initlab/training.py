@@ -28,6 +28,7 @@ from torch import nn
 
 from initlab.csvout import write_tables
 from initlab.experiment import (
+    LSUV_OUT,
     Experiment,
     generator,
     initialized,
@@ -88,10 +89,14 @@ class TrainingResults:
     chance: float = math.nan  # the best input-independent prediction's held-out loss
     note: str | None = None  # how the task adapted the model, in words
     steps: int = 0
+    # scheme, seed, LSUV_COLUMNS: the LSUV passes on each run's first batch (none without lsuv)
+    lsuv: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LSUV_OUT))
 
     def write_csv(self, folder: str | Path) -> list[Path]:
+        """training*.csv; training_lsuv.csv when a scheme uses LSUV."""
         tables = {"training": self.training, "training_layers": self.layers}
         tables |= {"training_params": self.params, "training_runs": self.runs}
+        tables |= {"training_lsuv": self.lsuv} if len(self.lsuv) else {}
         return write_tables(folder, tables)
 
 
@@ -239,6 +244,7 @@ class Trainer:
         check_training_budget(self.exp, self.task, out_shape)
         self.device = resolve_device(exp.device)
         self.data = self._data(out_shape)
+        self.lsuv: list[pd.DataFrame] = []  # each run's LSUV log, kept by _start
         self.runs = [self._start(scheme, seed) for seed in exp.seeds for scheme in exp.schemes]
         self.tables = Tables()
         self.lock = threading.Lock()
@@ -264,7 +270,9 @@ class Trainer:
         )
 
     def _start(self, scheme: Scheme, seed: int) -> Run:
-        model, _ = initialized(self.exp, scheme, seed, self._first_batch(scheme, seed), True)
+        model, done = initialized(self.exp, scheme, seed, self._first_batch(scheme, seed), True)
+        if len(done.lsuv):
+            self.lsuv.append(done.lsuv.assign(scheme=scheme.name, seed=seed)[LSUV_OUT])
         model.to(self.device)
         order = BatchOrder(seed, self.data.train_x.shape[0])
         return Run(scheme, seed, model, make_optimizer(self.spec, model), order)
@@ -405,6 +413,7 @@ class Trainer:
             layers = _concat(self.tables.layers, LAYERS_COLUMNS)
             params = pd.DataFrame(self.tables.params, columns=PARAMS_COLUMNS)
             runs = pd.DataFrame([_run_row(r) for r in self.runs], columns=RUNS_COLUMNS)
+        lsuv = _concat(self.lsuv, LSUV_OUT)  # written once, before the first step
         return TrainingResults(
             training,
             layers,
@@ -415,6 +424,7 @@ class Trainer:
             chance=self.data.chance,
             note=self.note,
             steps=self.spec.steps,
+            lsuv=lsuv,
         )
 
 

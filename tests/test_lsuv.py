@@ -424,3 +424,21 @@ def test_training_counts_lsuv_once_per_run_not_once_per_step(monkeypatch) -> Non
     training.check_training_budget(trained, training.task_of(exp), training.output_shape(trained))
     _, per_step, _, once = seen["args"]
     assert once > 0 and once > 10 * per_step  # LSUV's 2 × 1011 passes, counted apart
+
+
+def test_training_keeps_the_log_of_the_lsuv_its_runs_started_from(tmp_path) -> None:
+    exp = mlp_experiment(
+        seeds=[0],
+        schemes=[lsuv_scheme(0.05).to_dict()],
+        training={"task": "teacher", "steps": 2, "batch_size": 32},
+    )
+    trainer = initlab.training.Trainer(exp)
+    first = trainer._first_batch(trainer.exp.schemes[0], 0)
+    _, done = initlab.experiment.initialized(trainer.exp, trainer.exp.schemes[0], 0, first, True)
+    trainer.run()
+    log = trainer.results().lsuv
+    assert list(log.columns) == ["scheme", "seed", *LSUV_COLUMNS]
+    assert log["variance"].tolist() == done.lsuv["variance"].tolist()  # the first batch's
+    assert log.groupby("layer")["converged"].last().all()
+    names = {p.name for p in trainer.results().write_csv(tmp_path)}
+    assert "training_lsuv.csv" in names
