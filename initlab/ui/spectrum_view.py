@@ -15,6 +15,7 @@ import streamlit as st
 
 from initlab.plots_theory import spectrum_histograms
 from initlab.spectrum import Spectrum, spectrum_table
+from initlab.ui import session_cache
 from initlab.ui.text import md
 
 if TYPE_CHECKING:
@@ -45,12 +46,8 @@ COLUMNS = {
 
 
 def remember(key: str, found: Spectrum) -> None:
-    """Keep `found` for the run `key`, forgetting the oldest beyond KEEP."""
-    kept = st.session_state.setdefault(COMPUTED, {})
-    kept.pop(key, None)
-    kept[key] = found  # dicts keep insertion order: the first key is the oldest
-    while len(kept) > KEEP:
-        kept.pop(next(iter(kept)))
+    """Keep `found` for the run `key`, forgetting the least recently used beyond KEEP."""
+    session_cache.remember(COMPUTED, key, found, KEEP)
 
 
 def compute(view: View) -> None:
@@ -97,14 +94,14 @@ def spectrum_tab(view: View) -> None:
     if view.input_var is None:
         st.info("This model reads token ids: there is no Jacobian with respect to its input.")
         return
-    found = st.session_state.get(COMPUTED, {}).get(view.key)
+    found = session_cache.cached(COMPUTED, view.key)
     if found is None:  # computed once per run: the same run gives the same spectrum
         slot = st.empty()  # the button goes once clicked: the spinner, then the result
         if not slot.button("Compute spectrum", key=BUTTON, help=COST, type="primary"):
             return
         slot.empty()
         compute(view)
-        found = st.session_state.get(COMPUTED, {}).get(view.key)
+        found = session_cache.cached(COMPUTED, view.key)
         if found is None:  # refused: compute said why
             return
     st.plotly_chart(spectrum_histograms(found.values, found.summary, view.colors), key=FIGURE)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 
 from initlab.sweep import Sweep, SweepResults, run_sweep
+from initlab.ui import session_cache
 from initlab.ui.text import describe
 
 JOB = "sweep.job"  # the session's one sweep (a Job)
@@ -84,25 +84,12 @@ def job() -> Job | None:
     return st.session_state.get(JOB)
 
 
-def cache() -> OrderedDict[str, SweepResults]:
-    if DONE not in st.session_state:
-        st.session_state[DONE] = OrderedDict()
-    return st.session_state[DONE]
-
-
 def cached(key: str) -> SweepResults | None:
-    found = cache().get(key)
-    if found is not None:
-        cache().move_to_end(key)
-    return found
+    return session_cache.cached(DONE, key)
 
 
 def remember(key: str, results: SweepResults) -> None:
-    store = cache()
-    store[key] = results
-    store.move_to_end(key)
-    while len(store) > CACHED:
-        store.popitem(last=False)
+    session_cache.remember(DONE, key, results, CACHED)
 
 
 def harvest() -> None:

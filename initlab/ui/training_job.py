@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,7 @@ import streamlit as st
 
 from initlab.experiment import Experiment
 from initlab.training import Trainer, TrainingResults, task_of, training_of
-from initlab.ui import keys
+from initlab.ui import keys, session_cache
 from initlab.ui.text import describe
 
 CACHED = 4  # finished trainings kept per session (each a few small DataFrames)
@@ -89,25 +88,12 @@ def job() -> Job | None:
     return st.session_state.get(keys.TRAINING_JOB)
 
 
-def cache() -> OrderedDict[str, TrainingResults]:
-    if keys.TRAINED not in st.session_state:
-        st.session_state[keys.TRAINED] = OrderedDict()
-    return st.session_state[keys.TRAINED]
-
-
 def cached(key: str) -> TrainingResults | None:
-    found = cache().get(key)
-    if found is not None:
-        cache().move_to_end(key)
-    return found
+    return session_cache.cached(keys.TRAINED, key)
 
 
 def remember(key: str, results: TrainingResults) -> None:
-    store = cache()
-    store[key] = results
-    store.move_to_end(key)
-    while len(store) > CACHED:
-        store.popitem(last=False)
+    session_cache.remember(keys.TRAINED, key, results, CACHED)
 
 
 def harvest() -> None:
