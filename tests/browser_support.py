@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.first_chart import free_port, healthy
+from benchmarks.first_chart import free_port, healthy, server_command, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -30,16 +29,6 @@ ERROR_BOX = '[data-testid="stAlertContentError"]'
 RUNNING = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'
 
 
-def _command(port: int) -> list[str]:
-    return [
-        *(sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"),
-        *("--server.address", "127.0.0.1", "--server.port", str(port)),
-        *("--browser.gatherUsageStats", "false"),
-        # edits to the sources during a test run must not rerun or prompt the page
-        *("--server.fileWatcherType", "none"),
-    ]
-
-
 @contextmanager
 def streamlit_server(log_name: str) -> Iterator[str]:
     """The app's URL while it serves; always terminated. Its log: artifacts/<log_name>."""
@@ -47,7 +36,9 @@ def streamlit_server(log_name: str) -> Iterator[str]:
     port, log_path = free_port(), ARTIFACTS / log_name
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "w") as log:
-        process = subprocess.Popen(_command(port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            server_command(port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + STARTUP_S
             while not healthy(url):
@@ -57,16 +48,7 @@ def streamlit_server(log_name: str) -> Iterator[str]:
                 time.sleep(0.5)
             yield url
         finally:
-            _stop(process)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+            stop(process)
 
 
 @contextmanager
