@@ -357,7 +357,7 @@ def available_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _env_number(name: str) -> float | None:
+def env_number(name: str) -> float | None:
     """A positive, finite number from the environment, or None when the variable is unset."""
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -373,7 +373,7 @@ def _env_number(name: str) -> float | None:
 
 def memory_budget() -> tuple[int, str]:
     """The budget in bytes and where it came from (for the message)."""
-    megabytes = _env_number(MEMORY_ENV)
+    megabytes = env_number(MEMORY_ENV)
     if megabytes is not None:
         return int(megabytes * 2**20), MEMORY_ENV
     return int(available_bytes() * MEMORY_FRACTION), (
@@ -382,7 +382,7 @@ def memory_budget() -> tuple[int, str]:
 
 
 def time_budget() -> tuple[float, str]:
-    seconds = _env_number(TIME_ENV)
+    seconds = env_number(TIME_ENV)
     if seconds is not None:
         return seconds, TIME_ENV
     return DEFAULT_TIME_BUDGET_S, f"the default; set {TIME_ENV} to change it"

@@ -40,7 +40,7 @@ import torch
 
 from initlab.csvout import write_csv
 from initlab.experiment import LAYERS_OUT, Experiment, InputSpec, run
-from initlab.guard import TIME_ENV, check_budget, time_budget
+from initlab.guard import TIME_ENV, check_budget, env_number, time_budget
 from initlab.models import MODELS
 from initlab.outline import meta_model
 from initlab.params import shown
@@ -263,15 +263,9 @@ def _cells(
 
 def sweep_time_budget() -> tuple[float, str]:
     """A sweep's own budget (seconds of compute over all cells), else the guard's."""
-    raw = os.environ.get(SWEEP_TIME_ENV, "").strip()
-    if raw:
-        try:
-            seconds = float(raw)
-        except ValueError:
-            seconds = math.nan
-        if not (math.isfinite(seconds) and seconds > 0):
-            raise ValueError(f"{SWEEP_TIME_ENV}: must be a positive number; got {shown(raw)}")
-        return seconds, SWEEP_TIME_ENV
+    own = env_number(SWEEP_TIME_ENV)
+    if own is not None:
+        return own, SWEEP_TIME_ENV
     seconds, source = time_budget()
     return seconds, f"{TIME_ENV}: {source}"
 
