@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import integrate
@@ -190,24 +191,19 @@ def test_the_prediction_matches_30_by_1000_tanh_networks() -> None:
         assert departure < 0.03, (w, b)
 
 
+def relu_scheme_row(preset: str) -> pd.Series:
+    """theory's scheme row for `preset` on a bias-free 12 × 256 ReLU MLP."""
+    model = {"name": "mlp", "depth": 12, "width": 256, "activation": "relu", "bias": False}
+    exp = initlab.Experiment.from_dict({"model": model, "schemes": [{"preset": preset}]})
+    return theory.predict(exp).schemes.iloc[0]
+
+
 @pytest.mark.parametrize(
     ("preset", "sigma_w2"), [("pytorch_default", 1 / 3), ("xavier_normal", 1.0)]
 )
 def test_relu_collapsing_to_q_star_0_has_chi1_the_limit_sigma_w2_over_2(preset, sigma_w2) -> None:
     # relu'(0) is a convention (0); as q -> 0+ E[relu'(sqrt(q) z)^2] = 1/2 for every q > 0.
-    exp = initlab.Experiment.from_dict(
-        {
-            "model": {
-                "name": "mlp",
-                "depth": 12,
-                "width": 256,
-                "activation": "relu",
-                "bias": False,
-            },
-            "schemes": [{"preset": preset}],
-        }
-    )
-    row = theory.predict(exp).schemes.iloc[0]
+    row = relu_scheme_row(preset)
     expected = sigma_w2 / 2  # xavier at fan_in = fan_out = 256: sigma_w2 = 2 / 512 * 256
     assert row["q_star"] == 0 and row["phase"] == "ordered"
     assert row["chi1"] == pytest.approx(expected, rel=1e-12)
@@ -216,17 +212,5 @@ def test_relu_collapsing_to_q_star_0_has_chi1_the_limit_sigma_w2_over_2(preset, 
 
 
 def test_kaiming_on_relu_is_critical_with_an_infinite_depth_scale_in_words() -> None:
-    exp = initlab.Experiment.from_dict(
-        {
-            "model": {
-                "name": "mlp",
-                "depth": 12,
-                "width": 256,
-                "activation": "relu",
-                "bias": False,
-            },
-            "schemes": [{"preset": "kaiming_normal"}],
-        }
-    )
-    row = theory.predict(exp).schemes.iloc[0]
+    row = relu_scheme_row("kaiming_normal")
     assert row["phase"] == "critical" and row["verdict"].endswith("ξ = ∞")
