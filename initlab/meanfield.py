@@ -128,13 +128,21 @@ def gaussian_expectation(f: Callable[[Array], Array], q: float) -> float:
     return float(np.sum(w * f(math.sqrt(q) * z)))
 
 
+ZERO_SIDE = 1e-300  # just off 0: which side of a kink, and φ'(0) itself for a smooth φ
+
+
 def second_moment(act: Activation, q: float) -> float:
     """E[φ(√q z)²]."""
     return gaussian_expectation(lambda x: act.phi(x) ** 2, q)
 
 
 def derivative_moment(act: Activation, q: float, power: int = 2) -> float:
-    """E[φ'(√q z)^power] (power 2 for χ₁, 4 for the spectrum's second moment)."""
+    """E[φ'(√q z)^power] (power 2 for χ₁, 4 for the spectrum's second moment); at q = 0 its
+    limit q → 0⁺, where √q z falls on either side of 0 half the time: relu gives 1/2, not
+    relu'(0)^power = 0 (a convention), and a smooth φ gives φ'(0)^power."""
+    if q == 0:
+        sides = np.array([ZERO_SIDE, -ZERO_SIDE])
+        return float(np.mean(act.dphi(sides) ** power))
     return gaussian_expectation(lambda x: act.dphi(x) ** power, q)
 
 

@@ -282,7 +282,6 @@ def layer_rows(scheme: str, chain: list[Layer], x2: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LAYER_COLUMNS)
 
 
-Q_ZERO_LIMIT = 1e-200  # q → 0⁺: √q z stays far above float64's smallest normal
 XI_INFINITE = 1e9  # layers: a depth scale beyond any network is printed as ∞
 
 
@@ -293,8 +292,6 @@ def scheme_row(scheme: str, chain: list[Layer], q1: float, note: str = "") -> di
     act = layer.activation or ACTIVATIONS["identity"]
     q_star = fixed_point(act, layer.sigma_w2, layer.sigma_b2, q1)
     at = q_star if math.isfinite(q_star) else forward(chain, q1)[-1]
-    # At q* = 0 χ₁ is the limit q → 0⁺ (relu: σ_w²/2); φ'(0) itself is a convention (0).
-    at = Q_ZERO_LIMIT if at == 0 else at
     chi1 = chi(act, at, layer.sigma_w2) if math.isfinite(at) else math.nan
     notes = [n for n in (note, _uneven(chain)) if n]
     row = {"scheme": scheme, "sigma_w2": layer.sigma_w2, "sigma_b2": layer.sigma_b2}
