@@ -33,6 +33,7 @@ _NOTHING_PLOTTABLE = "no finite positive values: every layer is zero or non-fini
 
 FONT_PX = 13  # the figures' base font size
 TICK_FONT_PX = 12
+REFERENCE_COLOR = "#888"  # reference lines: the input's variance, chance, the floor, guides
 # Chart geometry (pixels). A depth chart is drawn at least DESIGN_WIDTH wide (two charts side by
 # side on a 1280 px page); its plot area is PLOT_PX tall whatever the legend needs below it.
 DESIGN_WIDTH = 600
@@ -314,23 +315,26 @@ def _plain(text: str) -> str:
 
 
 def _add_reference(fig: go.Figure, input_var: float, depths: int) -> None:
-    """The input's variance across the chart, dotted and labelled at its right end; a trace
-    (not a shape) so the log axis's range always includes it."""
+    """The input's variance across the chart, dotted and labelled at its right end."""
     label = f"input variance {_fmt(input_var)}"
-    fig.add_trace(
-        go.Scatter(
-            x=[0.5, depths + 0.5],
-            y=[input_var, input_var],
-            name=label,
-            mode="lines+text",
-            text=["", label],
-            textposition="top left",
-            textfont={"size": TICK_FONT_PX, "color": "#666"},
-            line={"color": "#888", "dash": "dot", "width": 1.5},
-            showlegend=False,
-            hovertemplate=label + "<extra></extra>",
-            cliponaxis=False,
-        )
+    fig.add_trace(reference_line(input_var, label, [0.5, depths + 0.5], "dot", label))
+
+
+def reference_line(y: float, label: str, x: list[float], dash: str, hover: str) -> go.Scatter:
+    """A horizontal reference line from x[0] to x[1], labelled at its right end; a trace (not
+    a shape) so that a log axis's range always includes it."""
+    return go.Scatter(
+        x=x,
+        y=[y, y],
+        name=label,
+        mode="lines+text",
+        text=["", label],
+        textposition="top left",
+        textfont={"size": TICK_FONT_PX, "color": "#666"},
+        line={"color": REFERENCE_COLOR, "dash": dash, "width": 1.5},
+        showlegend=False,
+        hovertemplate=hover + "<extra></extra>",
+        cliponaxis=False,
     )
 
 

@@ -39,6 +39,7 @@ from initlab.plots import (
     _style,
     _text,
     legend_layout,
+    reference_line,
     text_px,
 )
 
@@ -59,7 +60,6 @@ SERIES_LABELS = {
     "accuracy": "held-out accuracy",
 }
 KEY_COLOR = "#555"  # the legend's line-style keys (train solid, held-out dashed)
-REFERENCE_COLOR = "#888"
 PARAM_SCALE = "Viridis"  # parameters coloured by depth, the first dark, the last light
 
 
@@ -175,27 +175,9 @@ def _key(fig: go.Figure, name: str, dash: str) -> None:
     )
 
 
-def _reference(y: float, label: str, steps: list[float], dash: str, hover: str) -> go.Scatter:
-    """A horizontal reference line labelled at its right end; a trace (not a shape), as in
-    `plots`, so a log axis's range always includes it."""
-    return go.Scatter(
-        x=steps,
-        y=[y, y],
-        name=label,
-        mode="lines+text",
-        text=["", label],
-        textposition="top left",
-        textfont={"size": TICK_FONT_PX, "color": "#666"},
-        line={"color": REFERENCE_COLOR, "dash": dash, "width": 1.5},
-        showlegend=False,
-        hovertemplate=hover + "<extra></extra>",
-        cliponaxis=False,
-    )
-
-
 def _level(fig: go.Figure, y: float, label: str, steps: tuple[float, float]) -> None:
     """A dotted reference (the floor, chance) across the run."""
-    fig.add_trace(_reference(y, label, list(steps), "dot", label))
+    fig.add_trace(reference_line(y, label, list(steps), "dot", label))
 
 
 # ---------------------------------------------------------------- loss and accuracy
@@ -410,7 +392,7 @@ def _guides(fig: go.Figure, y: float, label: str, summary: pd.DataFrame, panels:
     """The dashed guide in every panel, as a trace so each panel's y range includes it."""
     steps = [float(summary["step"].min()), float(summary["step"].max())]
     for col in range(1, panels + 1):
-        fig.add_trace(_reference(y, label, steps, "dash", f"guide {label}"), row=1, col=col)
+        fig.add_trace(reference_line(y, label, steps, "dash", f"guide {label}"), row=1, col=col)
 
 
 # ---------------------------------------------------------------- activations over training
