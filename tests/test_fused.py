@@ -229,23 +229,34 @@ def test_rows_kernel_sums_in_lane_order_for_any_row_count(rows: int, width: int)
     assert r.dead_units == int((a == 0).all(axis=0).sum())
 
 
-@pytest.mark.parametrize("inner", [1, 5, 8, 9, 16, 31, 40])
-def test_blocks_kernel_sums_each_block_in_lanes_of_eight(inner: int) -> None:
-    """outer × units × inner with `inner` not a multiple of the 8 lanes: each block's whole
-    chunks of 8 go to lanes 0–7 in order, its rest to lanes 0, 1, ...; dead units exact."""
+@pytest.mark.parametrize("inner", [1, 5, 8, 9, 16, 31, 40, 100])
+def test_blocks_kernel_sums_the_whole_tensor_in_lanes(inner: int) -> None:
+    """outer × units × inner, whatever `inner`: the flat tensor's whole chunks of LANES go to
+    lanes 0, 1, ... in order, its rest to lanes 0, 1, ...; dead units exact."""
     x = torch.randn(3, 4, inner, generator=torch.Generator().manual_seed(inner)).clamp(min=0)
     x[:, 1:3] = 0.0  # units 1 and 2 dead
+    x[:, 3, :] = 0.0
+    x[2, 3, -1] = 0.5  # unit 3 alive only in the last element of its last block
     r = fused.reduce(x, None, 1)
-    a, s, q = x.numpy().astype(np.float64).reshape(-1, inner), np.zeros(8), np.zeros(8)
-    for block in a:
-        for i, v in enumerate(block):
-            s[i % 8] += v
-            q[i % 8] += v * v
+    flat, lanes = x.numpy().astype(np.float64).reshape(-1), fused.LANES
+    s, q = np.zeros(lanes), np.zeros(lanes)
+    for i, v in enumerate(flat):
+        s[i % lanes] += v
+        q[i % lanes] += v * v
     assert (r.total, r.squares) == (
         float(np.add.accumulate(s)[-1]),
         float(np.add.accumulate(q)[-1]),
     )
-    assert r.dead_units == 2 and r.zeros == int((a == 0).sum())
+    a = x.numpy()
+    assert r.dead_units == int((a == 0).all(axis=(0, 2)).sum()) == 2
+    assert r.zeros == int((a == 0).sum())
+
+
+def test_a_nan_makes_its_unit_alive() -> None:
+    """The dead-unit scan stops at the first nonzero, and NaN is not zero (as `x == 0`)."""
+    x = torch.zeros(2, 3, 5)
+    x[1, 2, 4] = float("nan")
+    assert fused.reduce(x, None, 1).dead_units == 2
 
 
 @pytest.mark.parametrize("size", [1, 3, 4, 2047, 2048, 2049, 10_001])
