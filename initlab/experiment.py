@@ -42,7 +42,7 @@ from initlab.models import MODELS, build_model, normalize_model_spec
 from initlab.outline import meta_model
 from initlab.params import MAX_MAGNITUDE, shown
 from initlab.presets import scheme_from_dict
-from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, histogram_table, probe
+from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, probe, span_table
 from initlab.reading import parse_json, read_bounded
 from initlab.schemes import (
     PARAMS_COLUMNS,
@@ -52,7 +52,7 @@ from initlab.schemes import (
     uses_data,
     validate_scheme,
 )
-from initlab.stats import histogram, summarize
+from initlab.stats import summarize, summary_and_counts
 from initlab.tasks import check_task, default_task
 from initlab.training_spec import OptimizerSpec, TrainingSpec
 
@@ -517,12 +517,14 @@ def _param_summaries(
     model: nn.Module, bins: int
 ) -> tuple[dict[str, tuple[float, float]], pd.DataFrame]:
     """Each parameter's (mean, std), and the histograms of the weight matrices and kernels (norm
-    scales are constant at init), in one walk over the parameters. A weight's histogram is
-    binned on its flat summary, as `histogram` makes it: the same edges as ever."""
+    scales are constant at init), in one walk over the parameters; a weight's histogram is
+    binned on its summary, so each weight is read twice (moments, then bins), not three times."""
     stats, hists = {}, []
     for name, p in model.named_parameters():
-        s = summarize(p)
-        stats[name] = (s.mean, s.std)
         if "weight" in name.rsplit(".", 1)[-1] and p.dim() >= 2:
-            hists.append(("weight", name, *histogram(p, bins)))
-    return stats, histogram_table(hists)
+            s, _, span, counts = summary_and_counts(p, None, None, bins)
+            hists.append(("weight", name, span, counts))
+        else:
+            s = summarize(p)
+        stats[name] = (s.mean, s.std)
+    return stats, span_table(hists, bins)

@@ -29,7 +29,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -47,9 +47,9 @@ LANES = 32
 _local = threading.local()
 
 
-@dataclass(frozen=True)
-class Reduced:
-    """One tensor's raw reductions: float64 sums, counts, and the float32 min and max."""
+class Reduced(NamedTuple):
+    """One tensor's raw reductions: float64 sums, counts, and the float32 min and max (a named
+    tuple: made for every tensor the probe sees, where a frozen dataclass costs 4 µs)."""
 
     total: float
     squares: float
@@ -84,8 +84,9 @@ def eligible(x: torch.Tensor) -> bool:
 
 
 def _array(x: torch.Tensor) -> np.ndarray:
-    """The tensor's memory as a flat numpy array (no copy)."""
-    return x.detach().reshape(-1).numpy()
+    """The (contiguous) tensor's memory as a flat numpy array (no copy; numpy's reshape of a
+    contiguous array is a view, and cheaper than a torch call)."""
+    return x.detach().numpy().reshape(-1)
 
 
 def view(x: torch.Tensor) -> np.ndarray | None:
@@ -116,7 +117,9 @@ def reduce_array(
         ints[2] = 0
     else:
         _blocks(a, units, inner, lo, hi, floats, ints)
-    return Reduced(*floats[:2].tolist(), *ints.tolist(), *floats[2:].tolist())
+    total, squares, low, high = floats.tolist()
+    zeros, saturated, dead = ints.tolist()
+    return Reduced(total, squares, zeros, saturated, dead, low, high)
 
 
 UNBOUNDED = (np.float32(-np.inf), np.float32(np.inf))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,6 +212,31 @@ def edges(span: Span, bins: int) -> np.ndarray:
     return np.zeros(bins + 1) if span is None else _edge_array(*span, bins)
 
 
+def edge_rows(spans: Sequence[Span], bins: int) -> np.ndarray:
+    """`edges` of many spans as one (len(spans), bins + 1) array, the same values: the common
+    spans in one vectorized `_linear_edges` (one call per span cost more than the probe's
+    Python per tensor), the rest (no finite value, steps beyond float64's range) one by one."""
+    lo = np.array([s[0] if s is not None else 0.0 for s in spans], dtype=np.float64)
+    hi = np.array([s[1] if s is not None else 0.0 for s in spans], dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        common = np.isfinite(hi - lo) & ((hi - lo) / bins >= sys.float_info.min)
+    rows = np.zeros((len(spans), bins + 1))
+    rows[common] = _linear_edges(lo[common], hi[common], bins)
+    for i in np.flatnonzero(~common):
+        rows[i] = edges(spans[i], bins)
+    return rows
+
+
+def _linear_edges(lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
+    """Per row, bins + 1 evenly spaced edges from lo to hi by torch.linspace's formula: step
+    (hi − lo) / bins, the first half lo + step·i, the second hi − step·(bins − i), so both
+    ends are exact."""
+    step = ((hi - lo) / bins)[:, None]
+    i = np.arange(bins + 1, dtype=np.float64)
+    first = (i < (bins + 1) // 2)[None, :]
+    return np.where(first, lo[:, None] + step * i, hi[:, None] - step * (bins - i))
+
+
 def _fused_summary(r: fused.Reduced, n: int, bounds: tuple[float, float] | None) -> Summary | None:
     """The Summary from fused sums; None (the torch path decides) for a tensor with inf or NaN
     (its float64 sum of squares is then not finite: a float32 square cannot overflow float64)
@@ -386,14 +411,14 @@ def _bin_indices(x: torch.Tensor, index: tuple, bins: int) -> Iterator[torch.Ten
 
 
 def _edge_array(lo: float, hi: float, bins: int) -> np.ndarray:
-    """bins + 1 evenly spaced float64 edges from lo to hi, torch.linspace's own values, spaced
-    on lo / 2**k .. hi / 2**k so that the step (hi − lo) / bins neither overflows (±1e308) nor
-    underflows (subnormals)."""
+    """bins + 1 evenly spaced float64 edges from lo to hi (`_linear_edges`), spaced on
+    lo / 2**k .. hi / 2**k where the step (hi − lo) / bins would overflow (±1e308) or
+    underflow (subnormals)."""
     if math.isfinite(hi - lo) and (hi - lo) / bins >= sys.float_info.min:  # the common case
-        return torch.linspace(lo, hi, bins + 1, dtype=torch.float64).numpy()
+        return _linear_edges(np.array([lo]), np.array([hi]), bins)[0]
     k = math.frexp(max(abs(lo), abs(hi)))[1]
-    scaled = torch.linspace(math.ldexp(lo, -k), math.ldexp(hi, -k), bins + 1, dtype=torch.float64)
-    return np.array([math.ldexp(e, k) for e in scaled.tolist()], dtype=np.float64)
+    scaled = _linear_edges(np.array([math.ldexp(lo, -k)]), np.array([math.ldexp(hi, -k)]), bins)
+    return np.ldexp(scaled[0], k)
 
 
 def histogram(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from initlab import stats
 from initlab.stats import BINS, histogram, summarize
 
 
@@ -194,3 +195,26 @@ def test_histogram_without_a_summary_is_the_histogram_of_the_finite_values(bad: 
     assert (edges, counts) == histogram(finite, 32, summarize(finite))
     assert all(type(c) is float for c in counts) and sum(counts) == finite.numel()
     assert np.abs(np.asarray(counts) - np_histogram(finite, edges)).max() <= 2  # edge rounding
+
+
+def test_edge_rows_are_each_spans_edges() -> None:
+    """The vectorized edges equal the one-by-one ones, for common, empty and extreme spans."""
+    spans = [(-1.0, 2.5), None, (-1.5e308, 1.7e308), (0.0, 2e-322), (3.0, 3.0 + 1e-12), (-7, 7)]
+    rows = stats.edge_rows(spans, 9)
+    assert rows.shape == (6, 10)
+    for row, span in zip(rows, spans, strict=True):
+        assert np.array_equal(row, stats.edges(span, 9))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_edges_are_linspace_to_float64_rounding(seed: int) -> None:
+    """Exact ends, strictly increasing, and within a few ulps of torch.linspace's values."""
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        lo = float(rng.normal() * 10.0 ** rng.integers(-6, 6))
+        hi = lo + float(abs(rng.normal()) * 10.0 ** rng.integers(-6, 6))
+        bins = int(rng.integers(1, 120))
+        got = stats.edges((lo, hi), bins)
+        want = torch.linspace(lo, hi, bins + 1, dtype=torch.float64).numpy()
+        assert got[0] == lo and got[-1] == hi and bool(np.all(np.diff(got) > 0))
+        assert np.max(np.abs(got - want)) <= 4 * np.spacing(max(abs(lo), abs(hi)))
