@@ -108,18 +108,60 @@ def reduce_array(
     """`reduce` on `view(x)`, with `x`'s shape."""
     lo, hi = _saturation_limits(bounds)
     floats, ints = np.empty(4, np.float64), np.empty(3, np.int64)
-    _, units, inner = _layout(shape, dim)
-    if inner == 1 and units > 1:
-        _rows(a, units, lo, hi, floats, ints)
-    elif dim is None and len(shape) > 1 and shape[-1] % LANES == 0:
-        # no units, rows that vectorize whole: lanes on the last dim (other rows read flat)
-        _rows(a, shape[-1], lo, hi, floats, ints)
-        ints[2] = 0
-    else:
-        _blocks(a, units, inner, lo, hi, floats, ints)
+    _reduce(a, *_mode(shape, dim), lo, hi, floats, ints)
     total, squares, low, high = floats.tolist()
     zeros, saturated, dead = ints.tolist()
     return Reduced(total, squares, zeros, saturated, dead, low, high)
+
+
+# `summary_and_bins` outcomes: everything done; the reductions only (the caller decides the
+# moments: inf/NaN or cancellation); the moments and span but no bins (float64 indices).
+BINNED, REDUCED, SPANNED = 0, 1, 2
+
+
+class Binned(NamedTuple):
+    """What `summary_and_bins` computed for one tensor (see its outcomes)."""
+
+    status: int
+    reduced: Reduced
+    mean: float
+    var: float
+    span: tuple[float, float]
+    counts: np.ndarray
+
+
+def summary_and_bins(
+    a: np.ndarray,
+    shape: tuple[int, ...],
+    bounds: tuple[float, float] | None,
+    dim: int | None,
+    bins: int,
+) -> Binned:
+    """One compiled call for `view(x)`: the reductions of `reduce_array`, the moments
+    (`fused_moments`), the histogram's span (`histogram_span`) and, with float32 indices, the
+    bin counts of `bin_counts_array`; `status` says how far it got. One call, not five: the
+    probe makes it between the model's kernels, where every Python step costs several times
+    its warm cost."""
+    lo, hi = _saturation_limits(bounds)
+    mode, width, units, inner = _mode(shape, dim)
+    floats, ints = np.empty(8, np.float64), np.empty(3, np.int64)
+    counts = np.zeros(bins, np.int64)
+    status = _summary_and_bins(a, mode, width, units, inner, lo, hi, floats, ints, counts)
+    total, squares, low, high, mean, var, span_lo, span_hi = floats.tolist()
+    zeros, saturated, dead = ints.tolist()
+    reduced = Reduced(total, squares, zeros, saturated, dead, low, high)
+    return Binned(status, reduced, mean, var, (span_lo, span_hi), counts)
+
+
+def _mode(shape: tuple[int, ...], dim: int | None) -> tuple[int, int, int, int]:
+    """How `reduce_array` reads a tensor of `shape`: (mode, row width, units, inner), mode 0
+    per-unit lanes, 1 lanes on the last dim, 2 flat chunks (`_summary_and_bins`)."""
+    _, units, inner = _layout(shape, dim)
+    if inner == 1 and units > 1:
+        return 0, units, units, inner
+    if dim is None and len(shape) > 1 and shape[-1] % LANES == 0:
+        return 1, shape[-1], units, inner
+    return 2, LANES, units, inner
 
 
 UNBOUNDED = (np.float32(-np.inf), np.float32(np.inf))
@@ -172,6 +214,90 @@ def _jit(signature: str) -> Callable[[Callable], Callable]:
     if numba is None:
         return lambda fn: fn
     return numba.njit(signature, cache=True, nogil=True)
+
+
+# ---------------------------------------------------------------- the scalar arithmetic
+# One implementation, compiled, of what both paths compute from a tensor's reductions: the
+# statistics module calls these too, so the fused and the torch path cannot drift apart.
+
+ROBUST_STDS = 6.0  # histogram range: mean ± 6 std, cut to [min, max]; outliers go to edge bins
+MIN_BIN_ULPS = 4  # a bin is at least 4 ulps of the range's magnitude wide: edges strictly increase
+FLOAT_MAX = float(np.finfo(np.float64).max)
+SMALLEST_SUBNORMAL = 5e-324
+# Bin indices in float32 only while they stay below 2**16: their rounding error is then at most
+# 2**16 · 2**-24 ≈ 0.4% of a bin. The scale bins/(hi − lo) must be a normal float32 (no inf).
+FLOAT32_INDEX_LIMIT = 2.0**16
+FLOAT32_SCALE_RANGE = (2.0**-100, 2.0**100)
+# The fused float64 sums of float32 data carry ~n·2**-53 relative error at worst (every square
+# is exact in float64); E[x²] − mean² is good to float32's rounding while E[x²]/var ≤ 1e3.
+FUSED_CANCELLATION = 1e-3
+
+
+@_jit("float64(float64)")
+def ulp(x):  # pragma: no cover - compiled
+    """math.ulp of a finite float: 2**(e − 53) for |x| = m·2**e (0.5 ≤ m < 1), at least the
+    smallest subnormal."""
+    x = abs(x)
+    if x == 0.0:
+        return SMALLEST_SUBNORMAL
+    e = math.frexp(x)[1]
+    return math.ldexp(1.0, e - 53) if e - 53 >= -1074 else SMALLEST_SUBNORMAL
+
+
+@_jit("UniTuple(float64, 2)(float64, float64, float64, float64, int64)")
+def histogram_span(mean, std, low, high, bins):  # pragma: no cover - compiled
+    """A robust range for a histogram: mean ± 6 std cut to [min, max]; a unit-wide window
+    around a constant; finite, and widened where `bins` bins would be narrower than a few
+    ulps (two edges could round to the same float). Python's max(a, b) is b if b > a else a,
+    written out so NaN and ties go the same way."""
+    lo, hi = low, high
+    if math.isfinite(std):  # mean ± 6 std may overflow to ±inf: min/max drop it
+        a, b = mean - ROBUST_STDS * std, mean + ROBUST_STDS * std
+        lo = a if a > lo else lo
+        hi = b if b < hi else hi
+    if not hi > lo:
+        centre = lo if math.isfinite(lo) else 0.0
+        half = abs(centre)
+        half = (half if half > 1.0 else 1.0) * 0.5
+        lo, hi = centre - half, centre + half
+    lo = lo if lo > -FLOAT_MAX else -FLOAT_MAX
+    hi = hi if hi < FLOAT_MAX else FLOAT_MAX
+    # halves, so hi − lo cannot overflow
+    top = abs(hi) if abs(hi) > abs(lo) else abs(lo)
+    half = bins * MIN_BIN_ULPS * ulp(top)
+    if hi / 2 - lo / 2 >= half:
+        return lo, hi
+    centre = lo / 2 + hi / 2
+    a, b = centre - half, centre + half
+    return (a if a > -FLOAT_MAX else -FLOAT_MAX), (b if b < FLOAT_MAX else FLOAT_MAX)
+
+
+@_jit("UniTuple(float64, 2)(float64, float64, int64)")
+def float32_index(lo, hi, bins):  # pragma: no cover - compiled
+    """(scale, lo·scale) of the float32 bin index x·scale − lo·scale where float32 is exact
+    enough, else (NaN, NaN)."""
+    scale = bins / (hi - lo)
+    top = abs(hi) if abs(hi) > abs(lo) else abs(lo)
+    low_scale, high_scale = FLOAT32_SCALE_RANGE
+    if low_scale <= scale <= high_scale and top * scale <= FLOAT32_INDEX_LIMIT:
+        return scale, lo * scale
+    return math.nan, math.nan
+
+
+@_jit("UniTuple(float64, 2)(float64, float64, float64, float64, int64)")
+def fused_moments(total, squares, low, high, n):  # pragma: no cover - compiled
+    """(mean, variance) from the fused float64 sums; (NaN, NaN) where the torch path must
+    decide: inf or NaN present (a float32 square cannot overflow float64, so a non-finite sum
+    of squares means one), or too cancelling for E[x²] − mean²."""
+    if not math.isfinite(squares):
+        return math.nan, math.nan
+    mean, ex2 = total / n, squares / n
+    var = ex2 - mean * mean
+    if low == high:  # a constant: exact, where sum/n could round
+        return low, 0.0
+    if not var >= FUSED_CANCELLATION * ex2:
+        return math.nan, math.nan
+    return mean, var
 
 
 @_jit("void(float64[::1], float64[::1], float32[::1], float32[::1], float64[::1])")
@@ -364,6 +490,43 @@ def _bins32(a, scale, offset, counts):  # pragma: no cover - compiled
         for k in range(4):
             counts += sub[k * bins : (k + 1) * bins]
         sub[:] = 0
+
+
+@_jit("void(float32[::1], int64, int64, int64, int64, float32, float32, float64[::1], int64[::1])")
+def _reduce(a, mode, width, units, inner, lo, hi, floats, ints):  # pragma: no cover - compiled
+    """`reduce_array`'s pass, as `_mode` says: per-unit lanes, lanes on the last dim (rows that
+    vectorize whole; no units), or flat chunks of LANES (`_blocks`)."""
+    if mode == 0:
+        _rows(a, width, lo, hi, floats, ints)
+    elif mode == 1:
+        _rows(a, width, lo, hi, floats, ints)
+        ints[2] = 0
+    else:
+        _blocks(a, units, inner, lo, hi, floats, ints)
+
+
+@_jit(
+    "int64(float32[::1], int64, int64, int64, int64, float32, float32, float64[::1], "
+    "int64[::1], int64[::1])"
+)
+def _summary_and_bins(
+    a, mode, width, units, inner, lo, hi, floats, ints, counts
+):  # pragma: no cover
+    """`summary_and_bins` in one compiled call: floats become total, squares, min, max, mean,
+    variance and the span; returns BINNED, REDUCED or SPANNED."""
+    _reduce(a, mode, width, units, inner, lo, hi, floats, ints)
+    mean, var = fused_moments(floats[0], floats[1], floats[2], floats[3], a.size)
+    floats[4], floats[5] = mean, var
+    if math.isnan(mean):
+        return REDUCED
+    bins = counts.size
+    span_lo, span_hi = histogram_span(mean, math.sqrt(var), floats[2], floats[3], bins)
+    floats[6], floats[7] = span_lo, span_hi
+    scale, offset = float32_index(span_lo, span_hi, bins)
+    if math.isnan(scale) or bins > INDEX_LIMIT:
+        return SPANNED
+    _bins32(a, np.float32(scale), np.float32(offset), counts)
+    return BINNED
 
 
 @_jit("void(float32[::1], float64[::1], float64, float64, int64[::1])")

@@ -33,7 +33,6 @@ from initlab import fused
 from initlab.units import dead_fraction
 
 BINS = 64
-ROBUST_STDS = 6.0  # histogram range: mean ± 6 std, cut to [min, max]; outliers go to edge bins
 CHUNK = 1 << 20  # elements per temporary (4 MB of float32, 8 MB of float64)
 # E[x²] − mean² multiplies the sums' relative errors by up to 2·E[x²]/var. The fast path runs
 # only while E[x²]/var ≤ 2 (|mean| ≤ std: ReLU outputs, zero-mean pre-activations, gradients);
@@ -43,11 +42,9 @@ CANCELLATION = 0.5
 # product that underflows loses at most half a subnormal ulp, so underflow adds a relative
 # error below 2**-48.
 UNDERFLOW_MARGIN = 2.0**24
-# Bin indices in float32 only while they stay below 2**16: their rounding error is then at most
-# 2**16 · 2**-24 ≈ 0.4% of a bin. The scale bins/(hi − lo) must be a normal float32 (no inf).
-FLOAT32_INDEX_LIMIT = 2.0**16
-FLOAT32_SCALE_RANGE = (2.0**-100, 2.0**100)
-MIN_BIN_ULPS = 4  # a bin is at least 4 ulps of the range's magnitude wide: edges strictly increase
+# The histogram's range and float32 index rules, shared with the fused kernels (see there)
+ROBUST_STDS, MIN_BIN_ULPS = fused.ROBUST_STDS, fused.MIN_BIN_ULPS
+FLOAT32_INDEX_LIMIT, FLOAT32_SCALE_RANGE = fused.FLOAT32_INDEX_LIMIT, fused.FLOAT32_SCALE_RANGE
 FLOAT_MAX = sys.float_info.max
 FLOAT64_TINY = sys.float_info.min  # the smallest normal float64
 
@@ -154,9 +151,7 @@ def _torch_summary(x: torch.Tensor, bounds: tuple[float, float] | None) -> Summa
     return Summary(mean, var, std, zeros / n, saturated, nonfinite, low, high)
 
 
-# The fused float64 sums of float32 data carry ~n·2**-53 relative error at worst (every square
-# is exact in float64); E[x²] − mean² is good to float32's rounding while E[x²]/var ≤ 1e3.
-FUSED_CANCELLATION = 1e-3
+FUSED_CANCELLATION = fused.FUSED_CANCELLATION  # see `fused.fused_moments`
 
 
 def summarize_units(
@@ -178,8 +173,13 @@ def _units_summary(
         summary = _torch_summary(x, bounds)
         dead = dead_fraction(x, dim) if summary.frac_zero else 0.0
         return summary, dead
-    dead = (r.dead_units / x.shape[dim] if dim is not None else math.nan) if r.zeros else 0.0
-    return summary, dead
+    return summary, _dead(r, x, dim)
+
+
+def _dead(r: fused.Reduced, x: torch.Tensor, dim: int | None) -> float:
+    """The fraction of units along `dim` that are zero everywhere (NaN without units; 0.0
+    when nothing is zero)."""
+    return (r.dead_units / x.shape[dim] if dim is not None else math.nan) if r.zeros else 0.0
 
 
 # What a histogram's edges are made from: its range (lo, hi), or None for a tensor with no finite
@@ -192,19 +192,27 @@ def summary_and_counts(
 ) -> tuple[Summary, float, Span, np.ndarray]:
     """`summarize_units(x, bounds, dim)`, and `histogram(x, bins, summary)` as its span and
     counts (int64 or float64): `edges(span, bins)` and the counts as floats are what
-    `histogram` gives. On the fused path both kernels read one view of `x`, and the checks
-    and conversions between them are made once (the probe calls this for every output and
-    gradient)."""
+    `histogram` gives. On the fused path one compiled call does both passes and the
+    arithmetic between them (`fused.summary_and_bins`; the probe calls this for every output
+    and gradient), and only what it leaves undone takes the steps below."""
     a = fused.view(x)
-    r = fused.reduce_array(a, tuple(x.shape), bounds, dim) if a is not None else None
-    summary, dead = _units_summary(x, r, bounds, dim)
-    if a is not None and not summary.nonfinite:  # x is contiguous float32: _flat(x) is x
-        lo, hi = histogram_range(summary, bins)
-        counts = fused.bin_counts_array(a, bins, _index_parameters(torch.float32, lo, hi, bins))
+    if a is None:
+        summary, dead = _units_summary(x, None, bounds, dim)
+        return summary, dead, *_span_and_counts(x, bins, summary)
+    done = fused.summary_and_bins(a, tuple(x.shape), bounds, dim, bins)
+    r, n = done.reduced, a.size
+    if done.status == fused.REDUCED:
+        summary, dead = _units_summary(x, r, bounds, dim)  # the torch path's summary
+    else:
+        summary, dead = _summary_of(r, n, done.mean, done.var, bounds), _dead(r, x, dim)
+    if done.status == fused.BINNED:
+        return summary, dead, done.span, done.counts
+    if not summary.nonfinite:  # x is contiguous float32: _flat(x) is x
+        span = done.span if done.status == fused.SPANNED else histogram_range(summary, bins)
+        counts = fused.bin_counts_array(a, bins, _index_parameters(torch.float32, *span, bins))
         if counts is not None:
-            return summary, dead, (lo, hi), counts
-    span, counts = _span_and_counts(x, bins, summary)
-    return summary, dead, span, counts
+            return summary, dead, span, counts
+    return summary, dead, *_span_and_counts(x, bins, summary)
 
 
 def edges(span: Span, bins: int) -> np.ndarray:
@@ -239,16 +247,14 @@ def _linear_edges(lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
 
 def _fused_summary(r: fused.Reduced, n: int, bounds: tuple[float, float] | None) -> Summary | None:
     """The Summary from fused sums; None (the torch path decides) for a tensor with inf or NaN
-    (its float64 sum of squares is then not finite: a float32 square cannot overflow float64)
-    or too cancelling for E[x²] − mean²."""
-    if not math.isfinite(r.squares):
-        return None
-    mean, ex2 = r.total / n, r.squares / n
-    var = ex2 - mean * mean
-    if r.low == r.high:  # a constant: exact, where sum/n could round
-        mean, var = r.low, 0.0
-    elif not var >= FUSED_CANCELLATION * ex2:
-        return None
+    or too cancelling for E[x²] − mean² (`fused.fused_moments`)."""
+    mean, var = fused.fused_moments(r.total, r.squares, r.low, r.high, n)
+    return None if math.isnan(mean) else _summary_of(r, n, mean, var, bounds)
+
+
+def _summary_of(
+    r: fused.Reduced, n: int, mean: float, var: float, bounds: tuple[float, float] | None
+) -> Summary:
     saturated = r.saturated / n if bounds is not None else math.nan
     return Summary(mean, var, math.sqrt(var), r.zeros / n, saturated, 0, r.low, r.high)
 
@@ -347,26 +353,8 @@ def _nonfinite_moments(x: torch.Tensor) -> tuple[float, float]:
 
 def histogram_range(summary: Summary, bins: int = BINS) -> tuple[float, float]:
     """A robust range for the histogram: mean ± 6 std, cut to [min, max]; finite, and wide
-    enough for `bins` strictly increasing edges."""
-    lo, hi = summary.low, summary.high
-    if math.isfinite(summary.std):  # mean ± 6 std may overflow to ±inf: min/max drop it
-        lo = max(lo, summary.mean - ROBUST_STDS * summary.std)
-        hi = min(hi, summary.mean + ROBUST_STDS * summary.std)
-    if not hi > lo:  # a constant tensor: a unit-wide window around its value
-        centre = lo if math.isfinite(lo) else 0.0
-        half = max(abs(centre), 1.0) * 0.5
-        lo, hi = centre - half, centre + half
-    return _widened(max(lo, -FLOAT_MAX), min(hi, FLOAT_MAX), bins)
-
-
-def _widened(lo: float, hi: float, bins: int) -> tuple[float, float]:
-    """[lo, hi], widened around its centre when its bins would be narrower than a few ulps
-    (then two edges could round to the same float). Halves, so hi − lo cannot overflow."""
-    half = bins * MIN_BIN_ULPS * math.ulp(max(abs(lo), abs(hi)))
-    if hi / 2 - lo / 2 >= half:
-        return lo, hi
-    centre = lo / 2 + hi / 2
-    return max(centre - half, -FLOAT_MAX), min(centre + half, FLOAT_MAX)
+    enough for `bins` strictly increasing edges (`fused.histogram_span`)."""
+    return fused.histogram_span(summary.mean, summary.std, summary.low, summary.high, bins)
 
 
 def _bin_counts(x: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
@@ -386,10 +374,10 @@ def _index_parameters(dtype: torch.dtype, lo: float, hi: float, bins: int) -> tu
     (the common case, and the fastest), else ("float64", k, lo / 2**k, bins / (hi − lo) · 2**k,
     the powers of two `_scaled` multiplies by) on x / 2**k, with 2**k > max(|lo|, |hi|), where
     neither hi − lo nor bins / (hi − lo) can over- or underflow."""
-    scale = bins / (hi - lo) if dtype == torch.float32 else math.nan
-    low_scale, high_scale = FLOAT32_SCALE_RANGE
-    if low_scale <= scale <= high_scale and max(abs(lo), abs(hi)) * scale <= FLOAT32_INDEX_LIMIT:
-        return "float32", scale, lo * scale
+    if dtype == torch.float32:
+        scale, offset = fused.float32_index(lo, hi, bins)
+        if not math.isnan(scale):
+            return "float32", scale, offset
     k = math.frexp(max(abs(lo), abs(hi)))[1]
     lo_k, hi_k = math.ldexp(lo, -k), math.ldexp(hi, -k)
     factors = _pow2_factors(-k, math.frexp(FLOAT_MAX)[1] - 2)  # as `_scaled` for float64

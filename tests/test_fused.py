@@ -4,6 +4,7 @@ whole experiments equal with the fused path on and off."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -272,3 +273,82 @@ def test_bins_beyond_the_kernels_indices_take_the_torch_path() -> None:
     x = torch.ones(4)
     assert fused.bin_counts(x, fused.INDEX_LIMIT + 1, ("float32", 1.0, 0.0)) is None
     assert fused.bin_counts(x, 64, ("float32", 1.0, 0.0)).tolist()[1] == 4
+
+
+def same(a: tuple, b: tuple) -> bool:
+    """Equal element by element, NaN equal to NaN."""
+    return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))
+
+
+def steps(x: torch.Tensor, bounds: tuple | None, dim: int | None, bins: int) -> tuple:
+    """`summary_and_counts` step by step on the same fused path: the reductions, the summary,
+    then `histogram` on that summary (what the one compiled call replaces)."""
+    summary, dead = stats.summarize_units(x, bounds, dim)
+    edges, counts = stats.histogram(x, bins, summary)
+    return summary, dead, edges, counts
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "cancelling"])
+@pytest.mark.parametrize("layout", [*SHAPES, "flat"])
+@pytest.mark.parametrize("bins", [1, 7, 64])
+def test_one_call_equals_the_steps_bit_for_bit(kind: str, layout: str, bins: int) -> None:
+    """The one compiled call gives the summary, dead fraction, span and counts of the separate
+    steps exactly, including where it hands back early (inf/NaN, cancellation)."""
+    shape, dim = SHAPES.get(layout, ((301,), None))
+    x = (
+        make("normal", shape, dim or 0) + 1e4
+        if kind == "cancelling"
+        else make(kind, shape, dim or 0)
+    )
+    bounds = (-1.0, 1.0) if kind == "tanh" else None
+    summary, dead, span, counts = stats.summary_and_counts(x, bounds, dim, bins)
+    want = steps(x, bounds, dim, bins)
+    assert same(dataclasses.astuple(summary), dataclasses.astuple(want[0]))
+    assert same((dead,), (want[1],))
+    assert stats.edges(span, bins).tolist() == want[2]
+    assert np.asarray(counts, np.float64).tolist() == want[3]
+
+
+def reference_span(mean: float, std: float, low: float, high: float, bins: int) -> tuple:
+    """The histogram range in plain Python (math.ulp, builtin max/min): the compiled oracle."""
+    big = sys.float_info.max
+    lo, hi = low, high
+    if math.isfinite(std):
+        lo, hi = max(lo, mean - 6.0 * std), min(hi, mean + 6.0 * std)
+    if not hi > lo:
+        centre = lo if math.isfinite(lo) else 0.0
+        half = max(abs(centre), 1.0) * 0.5
+        lo, hi = centre - half, centre + half
+    lo, hi = max(lo, -big), min(hi, big)
+    half = bins * 4 * math.ulp(max(abs(lo), abs(hi)))
+    if hi / 2 - lo / 2 >= half:
+        return lo, hi
+    centre = lo / 2 + hi / 2
+    return max(centre - half, -big), min(centre + half, big)
+
+
+def test_compiled_scalar_arithmetic_is_pythons() -> None:
+    """ulp, the histogram span and the float32 index rule, compiled, against plain Python on
+    ordinary, constant, huge, tiny, subnormal and infinite inputs."""
+    rng = np.random.default_rng(0)
+    values = [0.0, 1.0, -1.0, 5e-324, 2.2e-308, 1.7e308, -1.7e308, 3e-320, 0.1, 1e300]
+    values += (rng.normal(size=200) * 10.0 ** rng.integers(-300, 300, size=200)).tolist()
+    for v in values:
+        assert fused.ulp(v) == math.ulp(v)
+    cases = [(0.0, 1.0, -3.0, 10.0), (2.0, 0.0, 2.0, 2.0), (0.0, 0.0, 0.0, 0.0)]
+    cases += [
+        (1e300, 1e299, -1.7e308, 1.7e308),
+        (1.0, math.inf, 0.0, 3.0),
+        (1e-320, 0.0, 1e-320, 1e-320),
+    ]
+    cases += [(1.0, 1e-17, 1.0, 1.0 + 2.2e-16), (-5.0, 2.0, -math.inf, math.inf)]
+    for mean, std, low, high in cases:
+        for bins in (1, 7, 64, 1000):
+            assert fused.histogram_span(mean, std, low, high, bins) == reference_span(
+                mean, std, low, high, bins
+            )
+    for lo, hi in [(-1.0, 1.0), (1e-38, 2e-38), (0.0, 1e30), (1e4, 1e4 + 1e-3), (-3e38, 3e38)]:
+        scale = 64 / (hi - lo)
+        ok = 2.0**-100 <= scale <= 2.0**100 and max(abs(lo), abs(hi)) * scale <= 2.0**16
+        got = fused.float32_index(lo, hi, 64)
+        assert got == (scale, lo * scale) if ok else all(math.isnan(g) for g in got)
