@@ -42,7 +42,7 @@ from initlab.models import MODELS, build_model, normalize_model_spec
 from initlab.outline import meta_model
 from initlab.params import MAX_MAGNITUDE, shown
 from initlab.presets import scheme_from_dict
-from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, probe, span_table
+from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, probe, repeated, span_table
 from initlab.reading import parse_json, read_bounded
 from initlab.schemes import (
     PARAMS_COLUMNS,
@@ -467,7 +467,7 @@ def _concat(
     than the concatenation itself)."""
     sizes = [len(frame) for frame in frames]
     table = pd.concat(frames, ignore_index=True)
-    table["scheme"] = np.repeat(np.array([scheme for scheme, _ in keys]), sizes)
+    table["scheme"] = repeated([scheme for scheme, _ in keys], sizes)
     table["seed"] = np.repeat(np.array([seed for _, seed in keys], dtype=np.int64), sizes)
     return table[columns]
 
