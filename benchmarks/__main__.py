@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from benchmarks.app_reruns import app_reruns, payload_bytes
-from benchmarks.probe import capture_table, memory_table, time_table
+from benchmarks.probe import capture_table, memory_table, parts_table, time_table
 from benchmarks.run_cost import cold_start_row, target_rows, whole_run_row
 
 
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Capture of functional activations and broadcasts, share of bare (batch {batch})"
     )
     print_table(capture_title, capture_table(batch, repeats))
+    parts_title = f"Where the probe's time goes, each step ÷ bare forward+backward (batch {batch})"
+    print_table(parts_title, parts_table(batch, repeats))
     tables["memory"] = memory_table(max(3, repeats // 2))
     print_table("Memory", tables["memory"])
     tables["run"] = [whole_run_row(repeats)]

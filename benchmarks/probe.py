@@ -22,6 +22,7 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -185,6 +186,89 @@ def capture_table(batch: int, repeats: int, cases: Cases = CAPTURE_CASES) -> lis
                 "capture ÷ bare": (t["probe"] - t["without"]) / t["bare"],
             }
         )
+    return rows
+
+
+PARTS_CASES: Cases = {
+    "mlp 20×256 (default page)": {
+        "name": "mlp",
+        "depth": 20,
+        "width": 256,
+        "activation": "relu",
+        "bias": True,
+    },
+    "mlp 50×512": TIME_CASES["mlp 50×512"],
+}
+
+
+def hooks_only(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
+    """The bare pass with a do-nothing forward pre-hook and hook on every module: the floor of
+    any per-module observer written in Python."""
+    handles = []
+    for module in model.modules():
+        handles.append(module.register_forward_pre_hook(lambda m, a: None))
+        handles.append(module.register_forward_hook(lambda m, a, o: None))
+    try:
+        bare(model, x, backward)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _no_statistics(x: torch.Tensor, bounds: Any, dim: Any, bins: int = 64) -> tuple:
+    """Stands in for `summary_and_counts`: the probe's bookkeeping without any statistic."""
+    return STUB_SUMMARY, 0.0, (0.0, 1.0), np.zeros(bins)
+
+
+STUB_SUMMARY = PROBE_MODULE.summarize(torch.ones(2))
+
+
+def probe_without_statistics(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
+    """The probe's hooks, recorder and observer, with no statistic, no weight-gradient
+    variance and no tables."""
+    stubs = {"summary_and_counts": _no_statistics, "_param_grad_var": lambda m, c: {}}
+    empty = pd.DataFrame()
+    with (
+        mock.patch.multiple(PROBE_MODULE, **stubs),
+        mock.patch.multiple(
+            PROBE_MODULE._Recorder, table=lambda self: empty, histograms=lambda self: empty
+        ),
+    ):
+        initlab_probe(model, x, backward)
+
+
+def probe_without_tables(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
+    """The probe with every output's and gradient's statistics, but neither the weight
+    gradients' variance nor the tables."""
+    empty = pd.DataFrame()
+    with (
+        mock.patch.object(PROBE_MODULE, "_param_grad_var", lambda m, c: {}),
+        mock.patch.multiple(
+            PROBE_MODULE._Recorder, table=lambda self: empty, histograms=lambda self: empty
+        ),
+    ):
+        initlab_probe(model, x, backward)
+
+
+def parts_table(batch: int, repeats: int, cases: Cases = PARTS_CASES) -> list[dict[str, Any]]:
+    """Where the probe's time goes: each step from the bare pass to the whole probe as a
+    multiple of the bare pass (hooks that do nothing; the recorder and observer without
+    statistics; the statistics of every output and gradient; the weight gradients' variance
+    and the tables)."""
+    contenders = {
+        "bare": bare,
+        "hooks": hooks_only,
+        "recorder": probe_without_statistics,
+        "statistics": probe_without_tables,
+        "probe": initlab_probe,
+    }
+    rows = []
+    for label, spec in cases.items():
+        model, x = make_case(spec, batch)
+        t = _race(model, x, contenders, repeats)
+        row: dict[str, Any] = {"case": label, "bare ms": 1e3 * t["bare"]}
+        row.update({f"{k} ×": t[k] / t["bare"] for k in list(contenders)[1:]})
+        rows.append(row)
     return rows
 
 

@@ -14,7 +14,16 @@ import pytest
 from benchmarks import __main__ as bench_main
 from benchmarks import run_cost
 from benchmarks.app_reruns import app_reruns, payload_bytes
-from benchmarks.probe import capture_table, peak_in_subprocess, time_table
+from benchmarks.probe import (
+    PROBE_MODULE,
+    capture_table,
+    make_case,
+    parts_table,
+    peak_in_subprocess,
+    probe_without_statistics,
+    probe_without_tables,
+    time_table,
+)
 from benchmarks.run_cost import (
     HEAVY,
     bare_passes,
@@ -117,6 +126,21 @@ def test_time_and_capture_tables_on_tiny_models():
     for row in captured:
         assert row["probe ms"] > 0 and row["probe without capture ms"] > 0
         assert math.isfinite(row["capture ÷ bare"])
+
+
+def test_the_parts_table_steps_from_bare_to_the_whole_probe(monkeypatch):
+    rows = parts_table(batch=2, repeats=1, cases=TINY)
+    assert [r["case"] for r in rows] == list(TINY)
+    steps = ["hooks ×", "recorder ×", "statistics ×", "probe ×"]
+    assert all(row[k] > 0 for row in rows for k in steps)
+    model, x = make_case(TINY["mlp"], 2)
+    calls = []
+    real = PROBE_MODULE.summary_and_counts
+    monkeypatch.setattr(PROBE_MODULE, "summary_and_counts", lambda *a: calls.append(a) or real(*a))
+    probe_without_statistics(model, x)  # its own stand-in replaces the counting one
+    assert calls == []
+    probe_without_tables(model, x)
+    assert len(calls) > 0
 
 
 def test_peak_memory_in_a_subprocess_runs_from_the_moved_module():
