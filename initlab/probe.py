@@ -132,7 +132,8 @@ class _Recorder:
     def pre(self, module: nn.Module, args: Any) -> None:
         if self.stack:
             self.stack[-1][1] = True
-        x = first_tensor(args)
+        # the input's shape tells a block only: other modules skip the search
+        x = first_tensor(args) if id(module) in self.blocks else None
         self.stack.append([module, False, None if x is None else tuple(x.shape)])
 
     def post(self, module: nn.Module, args: Any, output: Any) -> None:
