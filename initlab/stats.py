@@ -22,6 +22,7 @@ Built for the probe's hot path, where it runs on every layer output and gradient
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,10 +35,7 @@ from initlab.units import dead_fraction
 
 BINS = 64
 CHUNK = 1 << 20  # elements per temporary (4 MB of float32, 8 MB of float64)
-# E[x²] − mean² multiplies the sums' relative errors by up to 2·E[x²]/var. The fast path runs
-# only while E[x²]/var ≤ 2 (|mean| ≤ std: ReLU outputs, zero-mean pre-activations, gradients);
-# anything more cancelling takes the exact float64 fallback.
-CANCELLATION = 0.5
+CANCELLATION = fused.CANCELLATION  # E[x²] − mean² only while E[x²]/var ≤ 2 (see there)
 # The fast path needs E[x²] this many times above float64's smallest normal number: each
 # product that underflows loses at most half a subnormal ulp, so underflow adds a relative
 # error below 2**-48.
@@ -151,9 +149,6 @@ def _torch_summary(x: torch.Tensor, bounds: tuple[float, float] | None) -> Summa
     return Summary(mean, var, std, zeros / n, saturated, nonfinite, low, high)
 
 
-FUSED_CANCELLATION = fused.FUSED_CANCELLATION  # see `fused.fused_moments`
-
-
 def summarize_units(
     x: torch.Tensor, bounds: tuple[float, float] | None, dim: int | None
 ) -> tuple[Summary, float]:
@@ -195,6 +190,7 @@ def summary_and_counts(
     `histogram` gives. On the fused path one compiled call does both passes and the
     arithmetic between them (`fused.summary_and_bins`; the probe calls this for every output
     and gradient), and only what it leaves undone takes the steps below."""
+    _check_bins(bins)
     a = fused.view(x)
     if a is None:
         summary, dead = _units_summary(x, None, bounds, dim)
@@ -213,6 +209,11 @@ def summary_and_counts(
         if counts is not None:
             return summary, dead, span, counts
     return summary, dead, *_span_and_counts(x, bins, summary)
+
+
+def _check_bins(bins: int) -> None:
+    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
+        raise ValueError(f"bins: must be a whole number >= 1; got {bins!r}")
 
 
 def edges(span: Span, bins: int) -> np.ndarray:
@@ -242,7 +243,8 @@ def _linear_edges(lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
     step = ((hi - lo) / bins)[:, None]
     i = np.arange(bins + 1, dtype=np.float64)
     first = (i < (bins + 1) // 2)[None, :]
-    return np.where(first, lo[:, None] + step * i, hi[:, None] - step * (bins - i))
+    with np.errstate(over="ignore"):  # the half np.where drops may overflow near ±FLOAT_MAX
+        return np.where(first, lo[:, None] + step * i, hi[:, None] - step * (bins - i))
 
 
 def _fused_summary(r: fused.Reduced, n: int, bounds: tuple[float, float] | None) -> Summary | None:
@@ -432,6 +434,7 @@ def _span_and_counts(
     x: torch.Tensor, bins: int, summary: Summary | None
 ) -> tuple[Span, np.ndarray]:
     """`histogram`'s span and float64 counts."""
+    _check_bins(bins)
     x = _flat(x)
     if summary is None and x.numel():  # its non-finite count says whether to filter
         summary = summarize(x)

@@ -41,6 +41,9 @@ def dead_fraction(x: torch.Tensor, dim: int | None) -> float:
     position). Two reductions (max and min over the other dimensions), no full-size temporary."""
     if dim is None or x.numel() == 0:
         return math.nan
+    dim %= x.dim()  # a negative axis counts from the end, as in torch
     others = tuple(d for d in range(x.dim()) if d != dim)
+    if not others:  # each element is a unit (amax over no dims would reduce over all of them)
+        return float((x == 0).sum()) / x.shape[dim]
     zero = (x.amax(dim=others) == 0) & (x.amin(dim=others) == 0)
     return float(zero.sum()) / x.shape[dim]

@@ -8,8 +8,9 @@ Oracles: numpy float64 for the moments (REL of |mean| + std for the mean, REL of
 for the variance, the tolerance of tests/test_fused.py); numpy float32 comparisons for the
 saturated count (torch compares a float32 tensor with a float32 limit); the definition of a dead
 unit recomputed in numpy. Counts, zeros, saturated, dead fractions, min, max and histogram
-counts must agree exactly between the two paths. Tests marked xfail describe a disagreement
-found here; each fails today and passes once the two paths agree.
+counts must agree exactly between the two paths. The last tests pin what once disagreed: a
+1-D or negative unit axis, zero bins, and moments of cancelling data (both paths now take
+E[x²] − mean² under one rule, so their histograms agree).
 """
 
 from __future__ import annotations
@@ -381,14 +382,9 @@ def test_edges_are_torch_linspace_to_a_few_ulps() -> None:
         assert np.abs(got - expected).max() <= 2 * math.ulp(max(abs(lo), abs(hi)))
 
 
-# ---------------------------------------------------------------- disagreements found
+# ---------------------------------------------------------------- once disagreements
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="units.dead_fraction on a 1-D tensor with dim 0 reduces over dim=() (all of it): "
-    "0.0 where the fused path (and the definition) say 0.5",
-)
 def test_one_dimensional_tensor_with_units_on_its_only_axis() -> None:
     x = torch.tensor([0.0, 1.0])
     (_, dead, _, _), (_, p_dead, _, _) = both_paths(x, None, 0, 8)
@@ -396,11 +392,6 @@ def test_one_dimensional_tensor_with_units_on_its_only_axis() -> None:
     assert p_dead == 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a negative dim: fused._layout takes inner = prod(shape[dim + 1:]) = the whole "
-    "shape (2/3 dead), units.dead_fraction reduces over every axis (0.0); neither normalizes it",
-)
 def test_negative_dim_counts_the_same_units_as_its_positive_twin() -> None:
     x = torch.ones(2, 3)
     x[0, 0] = 0.0  # no unit along the last axis is dead
@@ -410,16 +401,9 @@ def test_negative_dim_counts_the_same_units_as_its_positive_twin() -> None:
     assert p_dead == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bins=0: the fused path returns an empty histogram (its float64 bin kernel writes "
-    "counts[-1] of an empty array, out of bounds) where the torch path raises RuntimeError "
-    "from bincount; neither refuses it with a ValueError naming bins",
-)
 def test_zero_bins_is_refused_on_both_paths() -> None:
     x = drawn((100,), 0, "normal")
-    # The torch path first: while the fused path takes bins=0 its float64 bin kernel writes
-    # out of bounds, which this process must not run.
+    # The torch path first: the fused path once took bins=0 to a kernel writing out of bounds.
     with fused.disabled(), pytest.raises(ValueError, match="bins"):
         stats.summary_and_counts(x, None, None, 0)
     with pytest.raises(ValueError, match="bins"):
@@ -427,32 +411,21 @@ def test_zero_bins_is_refused_on_both_paths() -> None:
 
 
 def cancelling(n: int, seed: int) -> torch.Tensor:
-    """N(30, 1) with 8 outliers at 30 ± 200: var / E[x²] ≈ 1.4e-3, between the fused rule's
-    1e-3 (E[x²] − mean² from the lane sums) and the torch path's 0.5 (exact two-pass below), and
-    mean ± 6 std inside [min, max], so the span comes from the moments."""
+    """N(30, 1) with 8 outliers at 30 ± 200: var / E[x²] ≈ 1.4e-3, below the 0.5 under which both
+    paths take the exact two-pass moments, and mean ± 6 std inside [min, max], so the span comes
+    from the moments (a fused rule of 1e-3 once moved 12 of 64 counts here)."""
     a = np.random.default_rng(seed).normal(size=n) + 30.0
     a[:8] = [230.0, -170.0] * 4
     return torch.from_numpy(a.astype(np.float32))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="1e-3 <= var/E[x²] < 0.5: fused_moments keeps E[x²] − mean² (variance off by ~3e-11 "
-    "relative) while the torch path takes the exact two-pass, so the spans differ by ~2e-10 and "
-    "the float32 bin index's scale rounds differently: 12 of 64 bin counts differ",
-)
 def test_cancelling_data_bins_the_same_with_float32_indices() -> None:
     x = cancelling(1 << 20, 494)
     (s, _, _, counts), (p, _, _, p_counts) = both_paths(x, None, None, 64)
     assert abs(s.var - p.var) <= REL * p.var  # the moments agree to the tolerance...
-    assert counts.tolist() == p_counts.tolist()  # ...the histograms do not
+    assert counts.tolist() == p_counts.tolist()  # ...and so do the histograms
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the same rule mismatch with float64 bin indices (bins past the float32 limit): "
-    "bin boundaries ~2e-10 apart on the two paths move elements into neighbouring bins",
-)
 def test_cancelling_data_bins_the_same_with_float64_indices() -> None:
     x = cancelling(1 << 22, 0)
     (_, _, _, counts), (_, _, _, p_counts) = both_paths(x, None, None, 1_000_000)
