@@ -20,6 +20,7 @@ and `.grad` are restored even when the forward raises.
 from __future__ import annotations
 
 import dataclasses
+import math
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -116,8 +117,10 @@ class _Recorder:
         self.blocks = block_ids(model)
         self.backward, self.bins = backward, bins
         self.stack: list[list[Any]] = []  # [module, a child was called, input shape]
-        # The layers table, column by column (one DataFrame at the end, no per-row dicts).
-        self.columns: dict[str, list[Any]] = {name: [] for name in LAYER_COLUMNS}
+        # The layers table: a tuple per row but for grad_var, which the backward fills in
+        # later (one append per row in the hook; columns made once, at the end).
+        self.rows: list[tuple[Any, ...]] = []
+        self.grad_vars: list[float] = []
         self.modules: list[nn.Module | None] = []  # per row: the module that produced it
         # kind, name, span, counts: the edges are made at the end, in one go (`histograms`)
         self.hists: list[tuple[str, str, Span, np.ndarray]] = []
@@ -163,7 +166,7 @@ class _Recorder:
     def on_activation(self, fname: str, bounds: Any, out: torch.Tensor, first: Any) -> None:
         """A functional activation: named after its input's producer, else its caller."""
         source = self._row_of(first)
-        base = self.columns["layer"][source] if source is not None else self._caller()
+        base = self.rows[source][1] if source is not None else self._caller()
         module = self.modules[source] if source is not None else None
         name = f"{base}.{fname}" if base else fname
         self._record(Observed(name, fname, "activation", module, bounds), out)
@@ -189,7 +192,7 @@ class _Recorder:
         index = len(self.modules)
         dim = unit_dim(seen.module, tensor)
         s, dead, span, counts = summary_and_counts(tensor, seen.bounds, dim, self.bins)
-        values = (
+        row = (
             index,
             seen.name,
             seen.type,
@@ -201,10 +204,9 @@ class _Recorder:
             dead,
             s.frac_saturated,
             s.nonfinite,
-            float("nan"),
         )
-        for column, value in zip(self.columns.values(), values, strict=True):
-            column.append(value)
+        self.rows.append(row)
+        self.grad_vars.append(math.nan)
         self.modules.append(seen.module)
         self.produced[id(tensor)] = (index, weakref.ref(tensor))
         # A name observed again gets "name#2", ... so each call's histogram stays separate.
@@ -219,12 +221,12 @@ class _Recorder:
         s, _, span, counts = summary_and_counts(grad, None, None, self.bins)
         # A broadcast output's gradient is the sum over its copies (a position embedding's
         # over the batch); one copy's gradient has 1/copies of that variance.
-        self.columns["grad_var"][index] = s.var / self.copies.get(index, 1)
+        self.grad_vars[index] = s.var / self.copies.get(index, 1)
         self.hists.append(("gradient", name, span, counts))
 
     def broadcast_modules(self) -> dict[str, int]:
         """Module name -> copies, for the modules whose output was broadcast."""
-        return {self.columns["layer"][i]: c for i, c in self.copies.items()}
+        return {self.rows[i][1]: c for i, c in self.copies.items()}
 
     def histograms(self) -> pd.DataFrame:
         """The histograms table. The edges are made here, after the pass, all in one go:
@@ -235,7 +237,8 @@ class _Recorder:
     def table(self) -> pd.DataFrame:
         if not self.modules:  # typed like a frame of no rows (object columns)
             return pd.DataFrame([], columns=LAYER_COLUMNS)
-        return pd.DataFrame(self.columns)
+        columns = dict(zip(LAYER_COLUMNS[:-1], zip(*self.rows, strict=True), strict=True))
+        return pd.DataFrame({**columns, "grad_var": self.grad_vars})
 
 
 def repeated(
