@@ -226,26 +226,23 @@ STUB_SUMMARY = PROBE_MODULE.summarize(torch.ones(2))
 def probe_without_statistics(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
     """The probe's hooks, recorder and observer, with no statistic, no weight-gradient
     variance and no tables."""
-    stubs = {"summary_and_counts": _no_statistics, "_param_grad_var": lambda m, c: {}}
-    empty = pd.DataFrame()
-    with (
-        mock.patch.multiple(PROBE_MODULE, **stubs),
-        mock.patch.multiple(
-            PROBE_MODULE._Recorder, table=lambda self: empty, histograms=lambda self: empty
-        ),
-    ):
-        initlab_probe(model, x, backward)
+    _probe_with_stubs(model, x, backward, summary_and_counts=_no_statistics)
 
 
 def probe_without_tables(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
     """The probe with every output's and gradient's statistics, but neither the weight
     gradients' variance nor the tables."""
+    _probe_with_stubs(model, x, backward)
+
+
+def _probe_with_stubs(model: nn.Module, x: torch.Tensor, backward: bool, **stubs: Any) -> None:
+    """The probe without the weight gradients' variance and the tables, and `stubs` in its
+    module."""
     empty = pd.DataFrame()
+    stubs = {"_param_grad_var": lambda m, c: {}, "span_table": lambda h, b: empty, **stubs}
     with (
-        mock.patch.object(PROBE_MODULE, "_param_grad_var", lambda m, c: {}),
-        mock.patch.multiple(
-            PROBE_MODULE._Recorder, table=lambda self: empty, histograms=lambda self: empty
-        ),
+        mock.patch.multiple(PROBE_MODULE, **stubs),
+        mock.patch.object(PROBE_MODULE._Recorder, "table", lambda self: empty),
     ):
         initlab_probe(model, x, backward)
 

@@ -42,7 +42,15 @@ from initlab.models import MODELS, build_model, normalize_model_spec
 from initlab.outline import meta_model
 from initlab.params import MAX_MAGNITUDE, shown
 from initlab.presets import scheme_from_dict
-from initlab.probe import HIST_COLUMNS, LAYER_COLUMNS, ProbeError, probe, repeated, span_table
+from initlab.probe import (
+    HIST_COLUMNS,
+    LAYER_COLUMNS,
+    ProbeError,
+    Spanned,
+    measure,
+    repeated,
+    span_table,
+)
 from initlab.reading import parse_json, read_bounded
 from initlab.schemes import (
     PARAMS_COLUMNS,
@@ -430,12 +438,7 @@ def run(exp: Experiment, progress: Progress | None = None) -> Results:
     """Run every (seed, scheme) of the experiment; return the results tables."""
     validate_against_model(exp)
     device = resolve_device(exp.device)
-    parts: dict[str, list[pd.DataFrame]] = {
-        "layers": [],
-        "params": [],
-        "histograms": [],
-        "lsuv": [],
-    }
+    parts: dict[str, list[Any]] = {"layers": [], "params": [], "histograms": [], "lsuv": []}
     total = len(exp.seeds) * len(exp.schemes)
     keys: list[tuple[str, int]] = []  # per (seed, scheme) run, in order: what its rows are
     found = WarningCollector()  # warnings are per scheme: the first seed's models tell
@@ -453,7 +456,7 @@ def run(exp: Experiment, progress: Progress | None = None) -> Results:
     return Results(
         _concat(parts["layers"], keys, LAYERS_OUT),
         _concat(parts["params"], keys, PARAMS_OUT),
-        _concat(parts["histograms"], keys, HISTS_OUT),
+        _hist_table(parts["histograms"], keys, exp.bins),
         found.table(),
         _concat(parts["lsuv"], keys, LSUV_OUT),
     )
@@ -472,6 +475,16 @@ def _concat(
     return table[columns]
 
 
+def _hist_table(runs: list[list[Spanned]], keys: list[tuple[str, int]], bins: int) -> pd.DataFrame:
+    """Every run's histograms (weights, then the probe's) in one table: one vectorized set of
+    edges and one frame, not a frame per run and their concatenation."""
+    table = span_table([h for hists in runs for h in hists], bins)
+    sizes = [len(hists) * bins for hists in runs]
+    table.insert(0, "scheme", repeated([scheme for scheme, _ in keys], sizes))
+    table.insert(1, "seed", np.repeat(np.array([seed for _, seed in keys], dtype=np.int64), sizes))
+    return table[HISTS_OUT]
+
+
 def _run_one(
     exp: Experiment,
     scheme: Scheme,
@@ -479,7 +492,7 @@ def _run_one(
     x: torch.Tensor,
     device: torch.device,
     found: WarningCollector | None = None,
-) -> dict[str, pd.DataFrame]:
+) -> dict[str, Any]:
     model, done = initialized(exp, scheme, seed, x.cpu() if uses_data(scheme) else None)
     params = done.params
     if found is not None:  # on the CPU, before the probe: the tensors as initialized
@@ -489,7 +502,7 @@ def _run_one(
     cotangent = generator(seed, "cotangent")
     train = exp.mode == "train"
     try:
-        result = probe(
+        result = measure(
             model, x, exp.backward, cotangent, exp.bins, train=train, dropout=exp.dropout
         )
     except ProbeError as exc:  # the model breaks on this input: say which input it was
@@ -500,7 +513,7 @@ def _run_one(
         std=np.array([measured[p][1] for p in names], dtype=np.float64),
         grad_var=np.array([result.param_grad_var.get(p, math.nan) for p in names], np.float64),
     )
-    histograms = pd.concat([weight_hists, result.histograms], ignore_index=True)
+    histograms = weight_hists + result.hists  # a table for every run at once (`_hist_table`)
     return {"layers": result.layers, "params": params, "histograms": histograms, "lsuv": done.lsuv}
 
 
@@ -515,7 +528,7 @@ def _input_words(exp: Experiment, x: torch.Tensor) -> str:
 
 def _param_summaries(
     model: nn.Module, bins: int
-) -> tuple[dict[str, tuple[float, float]], pd.DataFrame]:
+) -> tuple[dict[str, tuple[float, float]], list[Spanned]]:
     """Each parameter's (mean, std), and the histograms of the weight matrices and kernels (norm
     scales are constant at init), in one walk over the parameters; a weight's histogram is
     binned on its summary, so each weight is read twice (moments, then bins), not three times."""
@@ -527,4 +540,4 @@ def _param_summaries(
         else:
             s = summarize(p)
         stats[name] = (s.mean, s.std)
-    return stats, span_table(hists, bins)
+    return stats, hists

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,8 @@ LAYER_COLUMNS = [
 HIST_COLUMNS = ["kind", "name", "bin_left", "bin_right", "count"]
 # One histogram as it is measured: kind, name, bin edges (bins + 1), counts (bins).
 Histogram = tuple[str, str, Sequence[float], Sequence[float]]
+# A histogram as the probe measures it: kind, name, span, counts (`span_table` makes the rows).
+Spanned = tuple[str, str, Span, np.ndarray]
 
 
 MAX_NESTING = 16  # levels of tuples / dicts / dataclasses searched for an output tensor
@@ -123,7 +125,7 @@ class _Recorder:
         self.grad_vars: list[float] = []
         self.modules: list[nn.Module | None] = []  # per row: the module that produced it
         # kind, name, span, counts: the edges are made at the end, in one go (`histograms`)
-        self.hists: list[tuple[str, str, Span, np.ndarray]] = []
+        self.hists: list[Spanned] = []
         self.calls: dict[str, int] = {}
         # id(output) -> (row index, weak reference): who produced a tensor, to name the
         # functional activation that takes it and to find a broadcast operand's row.
@@ -228,12 +230,6 @@ class _Recorder:
         """Module name -> copies, for the modules whose output was broadcast."""
         return {self.rows[i][1]: c for i, c in self.copies.items()}
 
-    def histograms(self) -> pd.DataFrame:
-        """The histograms table. The edges are made here, after the pass, all in one go:
-        made in each hook, between the model's own kernels, they cost several times more
-        (nothing of them is left in the CPU's caches there)."""
-        return span_table(self.hists, self.bins)
-
     def table(self) -> pd.DataFrame:
         if not self.modules:  # typed like a frame of no rows (object columns)
             return pd.DataFrame([], columns=LAYER_COLUMNS)
@@ -269,7 +265,7 @@ def histogram_table(hists: list[Histogram]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def span_table(hists: Sequence[tuple[str, str, Span, np.ndarray]], bins: int) -> pd.DataFrame:
+def span_table(hists: Sequence[Spanned], bins: int) -> pd.DataFrame:
     """The histograms table from (kind, name, span, counts) of `bins` counts each: what
     `histogram_table` gives for their `edges`, with every edge made in one vectorized call."""
     if not hists or not bins:  # typed like a frame of no rows (object columns)
@@ -406,6 +402,30 @@ def probe(
     also the gradients. `train` is the modules' mode (BatchNorm's batch statistics);
     `dropout` False makes dropout the identity, whatever the mode. `loss` (output -> scalar)
     replaces the random cotangent: the gradients are then the loss's own."""
+    measured = measure(model, inputs, backward, generator, bins, train, dropout, loss)
+    return ProbeResult(measured.layers, span_table(measured.hists, bins), measured.param_grad_var)
+
+
+class Measured(NamedTuple):
+    """`probe`'s results with its histograms unmade: a caller that runs many probes makes one
+    histograms table for all of them (`initlab.run`)."""
+
+    layers: pd.DataFrame
+    hists: list[Spanned]
+    param_grad_var: dict[str, float]
+
+
+def measure(
+    model: nn.Module,
+    inputs: Any,
+    backward: bool = True,
+    generator: torch.Generator | None = None,
+    bins: int = BINS,
+    train: bool = True,
+    dropout: bool = False,
+    loss: Loss | None = None,
+) -> Measured:
+    """`probe`, with the histograms as (kind, name, span, counts)."""
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins: must be a whole number >= 1; got {bins!r}")
     recorder = _Recorder(model, backward, bins)
@@ -418,7 +438,7 @@ def probe(
                 _backward(output, generator, loss)
         del output  # nothing of the pass outlives the statistics
         grad_var = _param_grad_var(model, recorder.broadcast_modules()) if backward else {}
-    return ProbeResult(recorder.table(), recorder.histograms(), grad_var)
+    return Measured(recorder.table(), recorder.hists, grad_var)
 
 
 def _param_grad_var(model: nn.Module, copies: dict[str, int]) -> dict[str, float]:

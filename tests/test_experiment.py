@@ -118,13 +118,13 @@ def test_different_seeds_differ():
 
 def test_every_scheme_gets_the_same_input_per_seed(monkeypatch):
     seen: list[torch.Tensor] = []
-    real = experiment_module.probe
+    real = experiment_module.measure
 
     def spy(model, x, *args, **kwargs):
         seen.append(x.clone())
         return real(model, x, *args, **kwargs)
 
-    monkeypatch.setattr(experiment_module, "probe", spy)
+    monkeypatch.setattr(experiment_module, "measure", spy)
     exp = small(seeds=[3, 4])
     run(exp)
     assert len(seen) == 4  # seed-major: (3, Kaiming), (3, Xavier), (4, Kaiming), (4, Xavier)
@@ -277,7 +277,7 @@ def test_from_json_reads_a_file(tmp_path):
 
 def test_invalid_scheme_for_model_raises_at_run_before_any_probe(monkeypatch):
     calls = []
-    monkeypatch.setattr(experiment_module, "probe", lambda *a, **k: calls.append("probe"))
+    monkeypatch.setattr(experiment_module, "measure", lambda *a, **k: calls.append("probe"))
     monkeypatch.setattr(
         experiment_module, "build_initialized", lambda *a, **k: calls.append("build")
     )

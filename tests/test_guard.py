@@ -202,7 +202,7 @@ def test_run_refuses_before_building_anything(monkeypatch):
 
     monkeypatch.setattr(models_module, "build_model", build_model)
     monkeypatch.setattr(experiment_module, "build_initialized", never)
-    monkeypatch.setattr(experiment_module, "probe", never)
+    monkeypatch.setattr(experiment_module, "measure", never)
     monkeypatch.setenv(MEMORY_ENV, "1")
     exp = experiment({"name": "mlp", "depth": 20, "width": 256}, 64)
     with pytest.raises(ValueError, match=r"^experiment too large.*INITLAB_MEMORY_BUDGET_MB"):
