@@ -1,6 +1,7 @@
 """Fused reductions for the probe's hot path: one compiled pass over a contiguous CPU float32
 tensor for every moment and count of `stats.summarize` and the per-unit dead count of
-`units.dead_fraction`, and one more for the histogram's bin counts.
+`units.dead_fraction`, and one more for the histogram's bin counts; `summary_and_bins` makes
+both passes and the arithmetic between them (moments, span, bin index) in one compiled call.
 
 Why: the plain torch path launches ~15 kernels per tensor (sum, sum of squares, sign, min/max,
 comparisons, the bin indices, bincount), each a pass over memory with its own temporary and
@@ -8,8 +9,9 @@ dispatch cost; on a CPU that is most of the probe's time.
 
 Exactness (no fast-math anywhere, so the compiler keeps the written order of every operation):
 - sums and sums of squares are accumulated in float64 in independent lanes (per unit for
-  (rows, units) layouts, LANES lanes otherwise), then the lanes are summed: the square of a float32
-  is exact in float64, and float64 holds every float32 square, so nothing over- or underflows;
+  (rows, units) layouts, LANES lanes otherwise), then the lanes are summed: the square of a
+  float32 is exact in float64, and float64 holds every float32 square, so nothing over- or
+  underflows;
 - the counts are integers; min and max are exact;
 - the bin index is the torch path's own arithmetic, in its own precision and order (float32:
   x·scale − lo·scale, cut to [0, bins − 1], truncated; float64: x·2**-k − lo_k, times scale_k),
