@@ -116,8 +116,8 @@ def reduce_array(
     return Reduced(total, squares, zeros, saturated, dead, low, high)
 
 
-# `summary_and_bins` outcomes: everything done; the reductions only (the caller decides the
-# moments: inf/NaN or cancellation); the moments and span but no bins (float64 indices).
+# `summary_and_bins` outcomes: everything done; the reductions only (inf or NaN present: the
+# torch path decides the moments); the moments and span but no bins (float64 indices).
 BINNED, REDUCED, SPANNED = 0, 1, 2
 
 
@@ -306,6 +306,31 @@ def fused_moments(total, squares, low, high, n):  # pragma: no cover - compiled
         return low, 0.0
     if not var >= CANCELLATION * ex2:
         return math.nan, math.nan
+    return mean, var
+
+
+@_jit("UniTuple(float64, 2)(float32[::1], float64)")
+def exact_moments(a, shift):  # pragma: no cover - compiled
+    """(mean, variance) by the torch path's corrected two-pass formula on d = x − shift,
+    var = (Σd² − (Σd)²/n) / n: exact for any shift and accurate for one near the mean, so
+    mean-dominated data (a max-pool of ReLU outputs, a sigmoid's) stays on the fused path."""
+    s, q = np.zeros(LANES, np.float64), np.zeros(LANES, np.float64)
+    for i in range(a.size):
+        d = np.float64(a[i]) - shift
+        s[i % LANES] += d
+        q[i % LANES] += d * d
+    d1, d2, n = s.sum(), q.sum(), a.size
+    var = d2 - d1 * d1 / n
+    return shift + d1 / n, (var if var > 0.0 else 0.0) / n
+
+
+@_jit("UniTuple(float64, 2)(float32[::1], float64, float64, float64, float64)")
+def moments(a, total, squares, low, high):  # pragma: no cover - compiled
+    """(mean, variance) of `a` from its fused sums (`fused_moments`), by `exact_moments` where
+    those cancel; (NaN, NaN) only where inf or NaN is present (the torch path decides)."""
+    mean, var = fused_moments(total, squares, low, high, a.size)
+    if math.isnan(mean) and math.isfinite(squares):
+        return exact_moments(a, total / a.size)
     return mean, var
 
 
@@ -549,7 +574,7 @@ def _summary_and_bins(
     """`summary_and_bins` in one compiled call: floats become total, squares, min, max, mean,
     variance and the span; returns BINNED, REDUCED or SPANNED."""
     _reduce(a, mode, width, units, inner, lo, hi, floats, ints)
-    mean, var = fused_moments(floats[0], floats[1], floats[2], floats[3], a.size)
+    mean, var = moments(a, floats[0], floats[1], floats[2], floats[3])
     floats[4], floats[5] = mean, var
     if math.isnan(mean):
         return REDUCED

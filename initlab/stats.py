@@ -154,16 +154,21 @@ def summarize_units(
 ) -> tuple[Summary, float]:
     """`summarize(x, bounds)` and `dead_fraction(x, dim)` (0.0 when nothing is zero), in one
     fused pass over `x` where it can (`initlab.fused`), else by the torch path."""
-    r = fused.reduce(x, bounds, dim)
-    return _units_summary(x, r, bounds, dim)
+    a = fused.view(x)
+    r = fused.reduce_array(a, tuple(x.shape), bounds, dim) if a is not None else None
+    return _units_summary(x, r, bounds, dim, a)
 
 
 def _units_summary(
-    x: torch.Tensor, r: fused.Reduced | None, bounds: tuple[float, float] | None, dim: int | None
+    x: torch.Tensor,
+    r: fused.Reduced | None,
+    bounds: tuple[float, float] | None,
+    dim: int | None,
+    a: np.ndarray | None = None,
 ) -> tuple[Summary, float]:
-    """`summarize_units` from the fused reductions `r` of `x`, or by the torch path where they
-    are None or cannot give an exact summary."""
-    summary = _fused_summary(r, x.numel(), bounds) if r is not None else None
+    """`summarize_units` from the fused reductions `r` of `x` (read as `a`, `fused.view(x)`),
+    or by the torch path where they are None or cannot give an exact summary."""
+    summary = _fused_summary(r, a, bounds) if r is not None and a is not None else None
     if summary is None:
         summary = _torch_summary(x, bounds)
         dead = dead_fraction(x, dim) if summary.frac_zero else 0.0
@@ -198,7 +203,7 @@ def summary_and_counts(
     done = fused.summary_and_bins(a, tuple(x.shape), bounds, dim, bins)
     r, n = done.reduced, a.size
     if done.status == fused.REDUCED:
-        summary, dead = _units_summary(x, r, bounds, dim)  # the torch path's summary
+        summary, dead = _units_summary(x, r, bounds, dim, a)  # inf/NaN: the torch path's
     else:
         summary, dead = _summary_of(r, n, done.mean, done.var, bounds), _dead(r, x, dim)
     if done.status == fused.BINNED:
@@ -247,11 +252,13 @@ def _linear_edges(lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
         return np.where(first, lo[:, None] + step * i, hi[:, None] - step * (bins - i))
 
 
-def _fused_summary(r: fused.Reduced, n: int, bounds: tuple[float, float] | None) -> Summary | None:
-    """The Summary from fused sums; None (the torch path decides) for a tensor with inf or NaN
-    or too cancelling for E[x²] − mean² (`fused.fused_moments`)."""
-    mean, var = fused.fused_moments(r.total, r.squares, r.low, r.high, n)
-    return None if math.isnan(mean) else _summary_of(r, n, mean, var, bounds)
+def _fused_summary(
+    r: fused.Reduced, a: np.ndarray, bounds: tuple[float, float] | None
+) -> Summary | None:
+    """The Summary from the fused sums of `a` (a second, exact pass where E[x²] − mean²
+    cancels: `fused.moments`); None (the torch path decides) for a tensor with inf or NaN."""
+    mean, var = fused.moments(a, r.total, r.squares, r.low, r.high)
+    return None if math.isnan(mean) else _summary_of(r, a.size, mean, var, bounds)
 
 
 def _summary_of(

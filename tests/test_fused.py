@@ -352,3 +352,23 @@ def test_compiled_scalar_arithmetic_is_pythons() -> None:
         ok = 2.0**-100 <= scale <= 2.0**100 and max(abs(lo), abs(hi)) * scale <= 2.0**16
         got = fused.float32_index(lo, hi, 64)
         assert got == (scale, lo * scale) if ok else all(math.isnan(g) for g in got)
+
+
+@pytest.mark.parametrize("layout", [*SHAPES, "flat"])
+def test_mean_dominated_data_stays_fused_and_exact(layout: str, monkeypatch) -> None:
+    """Where E[x²] − mean² cancels (mean 1e4, std 0.5: var / E[x²] ≈ 2.5e-9), the fused path's
+    second, shifted pass gives the float64 two-pass moments of numpy, without the torch path
+    (its summary is made to fail here)."""
+    shape, dim = SHAPES.get(layout, ((10_007,), None))
+    g = torch.Generator().manual_seed(7)
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) * 0.5 + 1e4).float()
+    monkeypatch.setattr(stats, "_torch_summary", lambda *a: pytest.fail("took the torch path"))
+    a = x.numpy().astype(np.float64)
+    mean = a.mean()
+    var = ((a - mean) ** 2).mean()
+    for summary in (
+        stats.summarize_units(x, None, dim)[0],
+        stats.summary_and_counts(x, None, dim)[0],
+    ):
+        assert abs(summary.mean - mean) <= 1e-13 * abs(mean)
+        assert abs(summary.var - var) <= 1e-9 * var  # E[x²] − mean² loses ~9 digits here
