@@ -27,6 +27,7 @@ disk (`cache=True`).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -144,8 +145,7 @@ def summary_and_bins(
     bin counts of `bin_counts_array`; `status` says how far it got. One call, not five: the
     probe makes it between the model's kernels, where every Python step costs several times
     its warm cost."""
-    if bins < 1:  # the kernels index counts[bins - 1]: never out of bounds
-        raise ValueError(f"bins: must be a whole number >= 1; got {bins!r}")
+    check_bins(bins)
     lo, hi = _saturation_limits(bounds)
     mode, width, units, inner = _mode(shape, dim)
     floats, ints = np.empty(8, np.float64), np.empty(3, np.int64)
@@ -188,6 +188,13 @@ def _layout(shape: tuple[int, ...], dim: int | None) -> tuple[int, int, int]:
     return math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1 :])
 
 
+def check_bins(bins: int) -> None:
+    """A ValueError unless `bins` is a whole number >= 1: the kernels index counts[bins - 1],
+    which must never be out of bounds."""
+    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
+        raise ValueError(f"bins: must be a whole number >= 1; got {bins!r}")
+
+
 def bin_counts(x: torch.Tensor, bins: int, index: tuple) -> np.ndarray | None:
     """Counts per bin of the finite, eligible `x` with the torch path's bin `index` parameters
     (see `stats._index_parameters`); None when `x` is not eligible, or for float32 indices
@@ -198,8 +205,7 @@ def bin_counts(x: torch.Tensor, bins: int, index: tuple) -> np.ndarray | None:
 
 def bin_counts_array(a: np.ndarray, bins: int, index: tuple) -> np.ndarray | None:
     """`bin_counts` on `view(x)`."""
-    if bins < 1:  # the kernels index counts[bins - 1]: never out of bounds
-        raise ValueError(f"bins: must be a whole number >= 1; got {bins!r}")
+    check_bins(bins)
     if index[0] == "float32" and bins > INDEX_LIMIT:
         return None
     counts = np.zeros(bins, np.int64)

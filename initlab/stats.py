@@ -22,7 +22,6 @@ Built for the probe's hot path, where it runs on every layer output and gradient
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,9 +39,6 @@ CANCELLATION = fused.CANCELLATION  # E[x²] − mean² only while E[x²]/var ≤
 # product that underflows loses at most half a subnormal ulp, so underflow adds a relative
 # error below 2**-48.
 UNDERFLOW_MARGIN = 2.0**24
-# The histogram's range and float32 index rules, shared with the fused kernels (see there)
-ROBUST_STDS, MIN_BIN_ULPS = fused.ROBUST_STDS, fused.MIN_BIN_ULPS
-FLOAT32_INDEX_LIMIT, FLOAT32_SCALE_RANGE = fused.FLOAT32_INDEX_LIMIT, fused.FLOAT32_SCALE_RANGE
 FLOAT_MAX = sys.float_info.max
 FLOAT64_TINY = sys.float_info.min  # the smallest normal float64
 
@@ -195,7 +191,7 @@ def summary_and_counts(
     `histogram` gives. On the fused path one compiled call does both passes and the
     arithmetic between them (`fused.summary_and_bins`; the probe calls this for every output
     and gradient), and only what it leaves undone takes the steps below."""
-    _check_bins(bins)
+    fused.check_bins(bins)
     a = fused.view(x)
     if a is None:
         summary, dead = _units_summary(x, None, bounds, dim)
@@ -208,17 +204,12 @@ def summary_and_counts(
         summary, dead = _summary_of(r, n, done.mean, done.var, bounds), _dead(r, x, dim)
     if done.status == fused.BINNED:
         return summary, dead, done.span, done.counts
-    if not summary.nonfinite:  # x is contiguous float32: _flat(x) is x
-        span = done.span if done.status == fused.SPANNED else histogram_range(summary, bins)
-        counts = fused.bin_counts_array(a, bins, _index_parameters(torch.float32, *span, bins))
+    if done.status == fused.SPANNED:  # float64 indices, or bins past the kernel's int32 ones
+        index = _index_parameters(torch.float32, *done.span, bins)
+        counts = fused.bin_counts_array(a, bins, index)
         if counts is not None:
-            return summary, dead, span, counts
-    return summary, dead, *_span_and_counts(x, bins, summary)
-
-
-def _check_bins(bins: int) -> None:
-    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
-        raise ValueError(f"bins: must be a whole number >= 1; got {bins!r}")
+            return summary, dead, done.span, counts
+    return summary, dead, *_span_and_counts(x, bins, summary)  # inf/NaN: the finite values
 
 
 def edges(span: Span, bins: int) -> np.ndarray:
@@ -441,7 +432,7 @@ def _span_and_counts(
     x: torch.Tensor, bins: int, summary: Summary | None
 ) -> tuple[Span, np.ndarray]:
     """`histogram`'s span and float64 counts."""
-    _check_bins(bins)
+    fused.check_bins(bins)
     x = _flat(x)
     if summary is None and x.numel():  # its non-finite count says whether to filter
         summary = summarize(x)
