@@ -301,9 +301,10 @@ def float32_index(lo, hi, bins):  # pragma: no cover - compiled
 
 @_jit("UniTuple(float64, 2)(float64, float64, float64, float64, int64)")
 def fused_moments(total, squares, low, high, n):  # pragma: no cover - compiled
-    """(mean, variance) from the fused float64 sums; (NaN, NaN) where the torch path must
-    decide: inf or NaN present (a float32 square cannot overflow float64, so a non-finite sum
-    of squares means one), or too cancelling for E[x²] − mean²."""
+    """(mean, variance) from the fused float64 sums; (NaN, NaN) where they cannot tell: inf or
+    NaN present (a float32 square cannot overflow float64, so a non-finite sum of squares
+    means one: the torch path decides), or too cancelling for E[x²] − mean² (`moments` then
+    makes the exact pass)."""
     if not math.isfinite(squares):
         return math.nan, math.nan
     mean, ex2 = total / n, squares / n
