@@ -29,6 +29,7 @@ from torch import nn
 from initlab.experiment import generator
 from initlab.models import MODELS, build_model
 from initlab.probe import first_tensor, probe
+from initlab.stats import summarize
 
 ROOT = Path(__file__).resolve().parents[1]  # the memory subprocesses import `benchmarks` here
 # The module, not the function `initlab.probe` that the package exports under its name.
@@ -220,7 +221,7 @@ def _no_statistics(x: torch.Tensor, bounds: Any, dim: Any, bins: int = 64) -> tu
     return STUB_SUMMARY, 0.0, (0.0, 1.0), np.zeros(bins)
 
 
-STUB_SUMMARY = PROBE_MODULE.summarize(torch.ones(2))
+STUB_SUMMARY = summarize(torch.ones(2))
 
 
 def probe_without_statistics(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
@@ -239,10 +240,15 @@ def _probe_with_stubs(model: nn.Module, x: torch.Tensor, backward: bool, **stubs
     """The probe without the weight gradients' variance and the tables, and `stubs` in its
     module."""
     empty = pd.DataFrame()
-    stubs = {"_param_grad_var": lambda m, c: {}, "span_table": lambda h, b: empty, **stubs}
+    stubs = {
+        "_param_grad_var": lambda m, c: {},
+        "span_table": lambda h, b: empty,
+        "layer_table": lambda c: empty,
+        **stubs,
+    }
     with (
         mock.patch.multiple(PROBE_MODULE, **stubs),
-        mock.patch.object(PROBE_MODULE._Recorder, "table", lambda self: empty),
+        mock.patch.object(PROBE_MODULE._Recorder, "columns", lambda self: {}),
     ):
         initlab_probe(model, x, backward)
 

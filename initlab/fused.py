@@ -595,6 +595,25 @@ def _summary_and_bins(
     return BINNED
 
 
+@_jit("float64(float32[::1], int64, int64, int64, int64)")
+def _variance(a, mode, width, units, inner):  # pragma: no cover - compiled
+    """`a`'s variance, by `_reduce` and `moments` in one call; NaN where inf or NaN is present."""
+    floats, ints = np.empty(4, np.float64), np.empty(3, np.int64)
+    _reduce(a, mode, width, units, inner, -np.inf, np.inf, floats, ints)
+    return moments(a, floats[0], floats[1], floats[2], floats[3])[1]
+
+
+def variance(x: torch.Tensor) -> float | None:
+    """`x`'s variance as `summarize` gives it, in one compiled call (the probe asks it of every
+    parameter's gradient, where the rest of a summary cost more than the pass); None when `x`
+    is not eligible or holds inf or NaN (the torch path decides)."""
+    a = view(x)
+    if a is None:
+        return None
+    var = _variance(a, *_mode(tuple(x.shape), None))
+    return None if math.isnan(var) else var
+
+
 @_jit("void(float32[::1], float64[::1], float64, float64, int64[::1])")
 def _bins64(a, factors, lo, scale, counts):  # pragma: no cover - compiled
     """The torch path's float64 bin index: ((x·2**-k) − lo_k)·scale_k, cut, truncated."""

@@ -34,7 +34,7 @@ from torch import nn
 
 from initlab.functional import Observer
 from initlab.layers import role_of, saturation_bounds
-from initlab.stats import BINS, Span, edge_rows, summarize, summary_and_counts
+from initlab.stats import BINS, Span, edge_rows, summary_and_counts, variance
 from initlab.units import unit_dim
 
 LAYER_COLUMNS = [
@@ -185,8 +185,9 @@ class _Recorder:
         found = self.produced.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
         return found[0] if found is not None and found[1]() is tensor else None
 
-    @torch.no_grad()  # statistics are not part of the graph; skip autograd's bookkeeping
     def _record(self, seen: Observed, tensor: torch.Tensor) -> None:
+        # No torch.no_grad() here (it cost more than the rest of a small tensor's Python): the
+        # fused path reads the memory through numpy, and the torch path turns grad off itself.
         with torch._C.DisableTorchFunction():  # the statistics' own ops are not the model's
             self._summarize(seen, tensor)
 
@@ -218,7 +219,6 @@ class _Recorder:
         if self.backward and tensor.requires_grad:
             tensor.register_hook(lambda grad, i=index, n=label: self._on_grad(i, n, grad))
 
-    @torch.no_grad()
     def _on_grad(self, index: int, name: str, grad: torch.Tensor) -> None:
         s, _, span, counts = summary_and_counts(grad, None, None, self.bins)
         # A broadcast output's gradient is the sum over its copies (a position embedding's
@@ -230,11 +230,23 @@ class _Recorder:
         """Module name -> copies, for the modules whose output was broadcast."""
         return {self.rows[i][1]: c for i, c in self.copies.items()}
 
-    def table(self) -> pd.DataFrame:
-        if not self.modules:  # typed like a frame of no rows (object columns)
-            return pd.DataFrame([], columns=LAYER_COLUMNS)
+    def columns(self) -> LayerColumns:
+        """The layers table's columns (`layer_table` makes the table)."""
+        if not self.rows:
+            return {name: () for name in LAYER_COLUMNS}
         columns = dict(zip(LAYER_COLUMNS[:-1], zip(*self.rows, strict=True), strict=True))
-        return pd.DataFrame({**columns, "grad_var": self.grad_vars})
+        return {**columns, "grad_var": self.grad_vars}
+
+
+# The layers table as columns: LAYER_COLUMNS -> one value per row.
+LayerColumns = dict[str, Sequence[Any]]
+
+
+def layer_table(columns: LayerColumns) -> pd.DataFrame:
+    """The layers table from its columns (`_Recorder.columns`)."""
+    if not len(columns["order"]):  # typed like a frame of no rows (object columns)
+        return pd.DataFrame([], columns=LAYER_COLUMNS)
+    return pd.DataFrame(columns)
 
 
 def repeated(
@@ -403,14 +415,15 @@ def probe(
     `dropout` False makes dropout the identity, whatever the mode. `loss` (output -> scalar)
     replaces the random cotangent: the gradients are then the loss's own."""
     measured = measure(model, inputs, backward, generator, bins, train, dropout, loss)
-    return ProbeResult(measured.layers, span_table(measured.hists, bins), measured.param_grad_var)
+    layers, hists = layer_table(measured.columns), span_table(measured.hists, bins)
+    return ProbeResult(layers, hists, measured.param_grad_var)
 
 
 class Measured(NamedTuple):
-    """`probe`'s results with its histograms unmade: a caller that runs many probes makes one
-    histograms table for all of them (`initlab.run`)."""
+    """`probe`'s results with its tables unmade: a caller that runs many probes makes one layers
+    table and one histograms table for all of them (`initlab.run`)."""
 
-    layers: pd.DataFrame
+    columns: LayerColumns
     hists: list[Spanned]
     param_grad_var: dict[str, float]
 
@@ -425,7 +438,7 @@ def measure(
     dropout: bool = False,
     loss: Loss | None = None,
 ) -> Measured:
-    """`probe`, with the histograms as (kind, name, span, counts)."""
+    """`probe`, with the layers as columns and the histograms as (kind, name, span, counts)."""
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins: must be a whole number >= 1; got {bins!r}")
     recorder = _Recorder(model, backward, bins)
@@ -438,7 +451,7 @@ def measure(
                 _backward(output, generator, loss)
         del output  # nothing of the pass outlives the statistics
         grad_var = _param_grad_var(model, recorder.broadcast_modules()) if backward else {}
-    return Measured(recorder.table(), recorder.hists, grad_var)
+    return Measured(recorder.columns(), recorder.hists, grad_var)
 
 
 def _param_grad_var(model: nn.Module, copies: dict[str, int]) -> dict[str, float]:
@@ -447,6 +460,6 @@ def _param_grad_var(model: nn.Module, copies: dict[str, int]) -> dict[str, float
     per copy, comparable with unbroadcast ones."""
     out = {}
     for name, p in model.named_parameters():
-        var = summarize(p.grad).var if p.grad is not None else float("nan")
+        var = variance(p.grad) if p.grad is not None else float("nan")
         out[name] = var / copies.get(name.rpartition(".")[0], 1)
     return out

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -43,9 +43,11 @@ FLOAT_MAX = sys.float_info.max
 FLOAT64_TINY = sys.float_info.min  # the smallest normal float64
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(NamedTuple):
     """The statistics of one tensor (over all its elements; variance with correction 0).
+
+    A named tuple, not a dataclass: the probe makes one per output and gradient, and a frozen
+    dataclass's construction cost several times as much.
 
     Every field is a Python float (float64). For float64 data beyond 1e±154 the variance itself
     may round to inf or 0 while the std is still exact (1e300² does not fit in a float64).
@@ -121,6 +123,13 @@ def summarize(x: torch.Tensor, bounds: tuple[float, float] | None = None) -> Sum
     return summarize_units(x, bounds, None)[0]
 
 
+def variance(x: torch.Tensor) -> float:
+    """`summarize(x).var`, in one compiled call on the fused path."""
+    var = fused.variance(x)
+    return summarize(x).var if var is None else var
+
+
+@torch.no_grad()  # the torch path's ops are not part of any graph (the probe calls it in hooks)
 def _torch_summary(x: torch.Tensor, bounds: tuple[float, float] | None) -> Summary:
     """`summarize` by torch ops: any dtype and device, inf and NaN, any cancellation."""
     x = _flat(x)
@@ -428,6 +437,7 @@ def _histogram_arrays(
     return edges(span, bins), counts
 
 
+@torch.no_grad()
 def _span_and_counts(
     x: torch.Tensor, bins: int, summary: Summary | None
 ) -> tuple[Span, np.ndarray]:
