@@ -26,10 +26,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from initlab import fused
 from initlab.experiment import generator
 from initlab.models import MODELS, build_model
 from initlab.probe import first_tensor, probe
-from initlab.stats import summarize
+from initlab.stats import BINS, summarize
 
 ROOT = Path(__file__).resolve().parents[1]  # the memory subprocesses import `benchmarks` here
 # The module, not the function `initlab.probe` that the package exports under its name.
@@ -216,6 +217,35 @@ def hooks_only(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None
             handle.remove()
 
 
+def kernels_only(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
+    """The floor of the probe's design: `hooks_only`, plus the probe's one compiled call
+    (`fused.summary_and_bins`) on every leaf output, from its forward hook, and on its gradient,
+    from a gradient hook; no call stack, rows, names, observer or tables."""
+    leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
+
+    def reduce(tensor: torch.Tensor) -> None:
+        a = fused.view(tensor)
+        if a is not None:
+            fused.summary_and_bins(a, tuple(tensor.shape), None, None, BINS)
+
+    def post(module: nn.Module, args: Any, output: Any) -> None:
+        out = first_tensor(output) if id(module) in leaves else None
+        if out is not None:
+            reduce(out)
+            if backward and out.requires_grad:
+                out.register_hook(reduce)
+
+    handles = []
+    for module in model.modules():
+        handles.append(module.register_forward_pre_hook(lambda m, a: None))
+        handles.append(module.register_forward_hook(post))
+    try:
+        bare(model, x, backward)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _no_statistics(x: torch.Tensor, bounds: Any, dim: Any, bins: int = 64) -> tuple:
     """Stands in for `summary_and_counts`: the probe's bookkeeping without any statistic."""
     return STUB_SUMMARY, 0.0, (0.0, 1.0), np.zeros(bins)
@@ -257,13 +287,15 @@ def parts_table(batch: int, repeats: int, cases: Cases = PARTS_CASES) -> list[di
     """Where the probe's time goes: each step from the bare pass to the whole probe as a
     multiple of the bare pass (hooks that do nothing; the recorder and observer without
     statistics; the statistics of every output and gradient; the weight gradients' variance
-    and the tables)."""
+    and the tables), and beside them the floor (`kernels_only`): do-nothing hooks and the
+    compiled statistics with nothing else."""
     contenders = {
         "bare": bare,
         "hooks": hooks_only,
         "recorder": probe_without_statistics,
         "statistics": probe_without_tables,
         "probe": initlab_probe,
+        "floor": kernels_only,
     }
     rows = []
     for label, spec in cases.items():

@@ -17,6 +17,7 @@ from benchmarks.app_reruns import app_reruns, payload_bytes
 from benchmarks.probe import (
     PROBE_MODULE,
     capture_table,
+    kernels_only,
     make_case,
     parts_table,
     peak_in_subprocess,
@@ -32,6 +33,8 @@ from benchmarks.run_cost import (
     target_rows,
     whole_run_row,
 )
+from initlab import fused
+from initlab.probe import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "initlab"
@@ -131,7 +134,7 @@ def test_time_and_capture_tables_on_tiny_models():
 def test_the_parts_table_steps_from_bare_to_the_whole_probe(monkeypatch):
     rows = parts_table(batch=2, repeats=1, cases=TINY)
     assert [r["case"] for r in rows] == list(TINY)
-    steps = ["hooks ×", "recorder ×", "statistics ×", "probe ×"]
+    steps = ["hooks ×", "recorder ×", "statistics ×", "probe ×", "floor ×"]
     assert all(row[k] > 0 for row in rows for k in steps)
     model, x = make_case(TINY["mlp"], 2)
     calls = []
@@ -141,6 +144,23 @@ def test_the_parts_table_steps_from_bare_to_the_whole_probe(monkeypatch):
     assert calls == []
     probe_without_tables(model, x)
     assert len(calls) > 0
+
+
+def test_the_floor_reduces_every_leaf_output_and_gradient_with_the_kernel(monkeypatch):
+    model, x = make_case(TINY["mlp"], 4)
+    rows = probe(model, x).layers
+    shapes = []
+    real = fused.summary_and_bins
+
+    def counted(a, shape, *rest):
+        shapes.append(shape)
+        return real(a, shape, *rest)
+
+    monkeypatch.setattr(fused, "summary_and_bins", counted)
+    kernels_only(model, x)
+    # each of the probe's rows (all leaves in this MLP), forward and backward
+    assert len(shapes) == 2 * len(rows) > 0
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_peak_memory_in_a_subprocess_runs_from_the_moved_module():
