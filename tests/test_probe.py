@@ -558,3 +558,33 @@ def test_a_first_backward_imports_no_sympy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- a tied weight's gradient
+
+
+class Tied(nn.Module):
+    """One Linear applied twice, and a second name for its weight: three uses of one weight,
+    which named_parameters lists once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(12, 12)
+        self.head = nn.Linear(12, 12, bias=False)
+        self.head.weight = self.fc.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.fc(torch.tanh(self.fc(x)))))
+
+
+def test_weight_gradient_variance_is_the_whole_accumulated_gradients():
+    torch.manual_seed(3)
+    model, x = Tied(), randn(32, 12, seed=4)
+    got = probe(model, x, generator=gen())
+    model.zero_grad(set_to_none=True)  # the oracle: autograd's own gradients, in float64
+    out = model(x)
+    (out * torch.randn(out.shape, generator=gen(), dtype=out.dtype)).sum().backward()
+    want = {n: p.grad.double().var(unbiased=False).item() for n, p in model.named_parameters()}
+    assert list(got.param_grad_var) == list(want) == ["fc.weight", "fc.bias"]
+    for name, var in want.items():
+        assert got.param_grad_var[name] == pytest.approx(var, rel=1e-6), name
