@@ -28,9 +28,11 @@ from torch import nn
 
 from initlab import fused
 from initlab.experiment import generator
+from initlab.layers import saturation_bounds
 from initlab.models import MODELS, build_model
-from initlab.probe import first_tensor, probe
+from initlab.probe import block_ids, first_tensor, probe
 from initlab.stats import BINS, summarize
+from initlab.units import unit_dim
 
 ROOT = Path(__file__).resolve().parents[1]  # the memory subprocesses import `benchmarks` here
 # The module, not the function `initlab.probe` that the package exports under its name.
@@ -143,19 +145,22 @@ Cases = dict[str, dict[str, Any]]
 
 
 def time_table(batch: int, repeats: int, cases: Cases = TIME_CASES) -> list[dict[str, Any]]:
-    """Probe and hook-and-store, each as a multiple of the bare forward+backward."""
+    """Probe and hook-and-store, each as a multiple of the bare forward+backward, and the
+    floor (`kernels_only`) beside them."""
     rows = []
     for label, spec in cases.items():
         if spec["name"] not in MODELS:
             continue
         model, x = make_case(spec, batch)
-        t = _race(model, x, {"bare": bare, "probe": initlab_probe, "peer": hook_and_store}, repeats)
+        contenders = {"bare": bare, "probe": initlab_probe, "peer": hook_and_store}
+        t = _race(model, x, {**contenders, "floor": kernels_only}, repeats)
         rows.append(
             {
                 "case": label,
                 "bare ms": 1e3 * t["bare"],
                 "probe ×": t["probe"] / t["bare"],
                 "hook-and-store ×": t["peer"] / t["bare"],
+                "floor ×": t["floor"] / t["bare"],
             }
         )
     return rows
@@ -219,25 +224,34 @@ def hooks_only(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None
 
 def kernels_only(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
     """The floor of the probe's design: `hooks_only`, plus the probe's one compiled call
-    (`fused.summary_and_bins`) on every leaf output, from its forward hook, and on its gradient,
-    from a gradient hook; no call stack, rows, names, observer or tables."""
-    leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
+    (`fused.summary_and_bins`, with the probe's unit axis and saturation bounds) on every leaf
+    output and block output, from its forward hook, and on its gradient, from a gradient hook;
+    no call stack, rows, names, observer (so no functional activations) or tables."""
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    bounds = {id(m): saturation_bounds(m) for m in leaves}
+    blocks, shapes = block_ids(model), {}
 
-    def reduce(tensor: torch.Tensor) -> None:
+    def reduce(tensor: torch.Tensor, limits: Any = None, dim: int | None = None) -> None:
         a = fused.view(tensor)
         if a is not None:
-            fused.summary_and_bins(a, tuple(tensor.shape), None, None, BINS)
+            fused.summary_and_bins(a, tuple(tensor.shape), limits, dim, BINS)
+
+    def pre(module: nn.Module, args: Any) -> None:
+        if id(module) in blocks:  # a block is one when it returns the shape it was given
+            given = first_tensor(args)
+            shapes[id(module)] = None if given is None else tuple(given.shape)
 
     def post(module: nn.Module, args: Any, output: Any) -> None:
-        out = first_tensor(output) if id(module) in leaves else None
-        if out is not None:
-            reduce(out)
-            if backward and out.requires_grad:
-                out.register_hook(reduce)
+        out = first_tensor(output)
+        if out is None or (id(module) not in bounds and shapes.get(id(module)) != out.shape):
+            return
+        reduce(out, bounds.get(id(module)), unit_dim(module, out))
+        if backward and out.requires_grad:
+            out.register_hook(reduce)
 
     handles = []
     for module in model.modules():
-        handles.append(module.register_forward_pre_hook(lambda m, a: None))
+        handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
     try:
         bare(model, x, backward)

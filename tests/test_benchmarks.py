@@ -125,6 +125,7 @@ def test_time_and_capture_tables_on_tiny_models():
     assert [r["case"] for r in rows] == list(TINY)
     for row in rows:
         assert row["bare ms"] > 0 and row["probe ×"] > 0 and row["hook-and-store ×"] > 0
+        assert row["floor ×"] > 0
     captured = capture_table(batch=2, repeats=1, cases=TINY)
     for row in captured:
         assert row["probe ms"] > 0 and row["probe without capture ms"] > 0
@@ -146,20 +147,24 @@ def test_the_parts_table_steps_from_bare_to_the_whole_probe(monkeypatch):
     assert len(calls) > 0
 
 
-def test_the_floor_reduces_every_leaf_output_and_gradient_with_the_kernel(monkeypatch):
-    model, x = make_case(TINY["mlp"], 4)
-    rows = probe(model, x).layers
-    shapes = []
+@pytest.mark.parametrize("case", list(TINY))
+def test_the_floor_reduces_what_the_probe_measures_with_the_kernel(monkeypatch, case):
+    model, x = make_case(TINY[case], 4)
+    layers = probe(model, x).layers
+    seen = []
     real = fused.summary_and_bins
 
-    def counted(a, shape, *rest):
-        shapes.append(shape)
-        return real(a, shape, *rest)
+    def counted(a, shape, bounds, dim, bins):
+        seen.append((shape, dim))
+        return real(a, shape, bounds, dim, bins)
 
     monkeypatch.setattr(fused, "summary_and_bins", counted)
     kernels_only(model, x)
-    # each of the probe's rows (all leaves in this MLP), forward and backward
-    assert len(shapes) == 2 * len(rows) > 0
+    # each of the probe's rows (leaves and blocks; these models have no functional activation):
+    # forward with a unit axis, backward without
+    forward = [s for s in seen if s[1] is not None]
+    assert len(forward) == len(layers) > 0 and len(seen) == 2 * len(layers)
+    assert set(layers["role"]) >= ({"block"} if case == "transformer" else {"weight"})
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -235,14 +240,19 @@ def test_cold_start_in_a_fresh_process_on_a_tiny_page():
 
 def test_targets_compare_each_measured_figure_with_its_goal():
     tables = {
-        "time": [{"case": "mlp 50×512", "probe ×": 1.1}, {"case": "lenet", "probe ×": 1.3}],
+        "time": [
+            {"case": "mlp 50×512", "probe ×": 1.1, "floor ×": 1.04},
+            {"case": "lenet", "probe ×": 1.3},
+        ],
         "cold": [{"figure": "first run", "first − warm s": 0.31}],
     }
     rows = {row["target"]: row for row in target_rows(tables)}
     assert len(rows) == len(run_cost.TARGETS)
     mlp = rows["probe ÷ bare forward+backward, mlp 50×512"]
     assert (mlp["goal"], mlp["measured"], mlp["status"]) == ("≤ 1.15×", "1.10×", "met")
+    assert mlp["floor"] == "1.04×"
     assert rows["probe ÷ bare forward+backward, lenet"]["status"] == "**not met**"
+    assert rows["probe ÷ bare forward+backward, lenet"]["floor"] == ""
     assert rows["first run() − warm run(), fresh process"]["measured"] == "0.31 s"
     assert rows["first run() − warm run(), fresh process"]["status"] == "**not met**"
     # Figures this run did not measure are blank, never guessed.
