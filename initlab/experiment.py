@@ -38,7 +38,7 @@ from initlab.csvout import write_tables
 from initlab.gotchas import WarningCollector, empty_table
 from initlab.guard import check_budget
 from initlab.lsuv import LSUV_COLUMNS
-from initlab.models import MODELS, build_model, normalize_model_spec
+from initlab.models import MODELS, build_model, moved, normalize_model_spec
 from initlab.outline import meta_model
 from initlab.params import MAX_MAGNITUDE, shown
 from initlab.presets import scheme_from_dict
@@ -440,7 +440,9 @@ def run(exp: Experiment, progress: Progress | None = None) -> Results:
     """Run every (seed, scheme) of the experiment; return the results tables."""
     validate_against_model(exp)
     device = resolve_device(exp.device)
-    parts: dict[str, list[Any]] = {"layers": [], "params": [], "histograms": [], "lsuv": []}
+    parts: dict[str, list[Any]] = {
+        k: [] for k in ("layers", "params", "measured", "histograms", "lsuv")
+    }
     total = len(exp.seeds) * len(exp.schemes)
     keys: list[tuple[str, int]] = []  # per (seed, scheme) run, in order: what its rows are
     found = WarningCollector()  # warnings are per scheme: the first seed's models tell
@@ -457,7 +459,7 @@ def run(exp: Experiment, progress: Progress | None = None) -> Results:
         progress(1.0, "done")
     return Results(
         _layers_table(parts["layers"], keys),
-        _concat(parts["params"], keys, PARAMS_OUT),
+        _params_table(parts["params"], parts["measured"], keys),
         _hist_table(parts["histograms"], keys, exp.bins),
         found.table(),
         _concat(parts["lsuv"], keys, LSUV_OUT),
@@ -476,6 +478,22 @@ def _concat(
     table.insert(1, "seed", np.repeat(np.array([seed for _, seed in keys], dtype=np.int64), sizes))
     # in place, in order: selecting the columns copies the table (half of this function's time)
     return table if list(table.columns) == columns else table[columns]
+
+
+MEASURED = ("mean", "std", "grad_var")  # the params table's columns the run measures
+
+
+def _params_table(
+    frames: list[pd.DataFrame], measured: list[np.ndarray], keys: list[tuple[str, int]]
+) -> pd.DataFrame:
+    """The runs' params tables one under another, and the measured columns (each run's a
+    (3, params) array, in MEASURED order) added once, to the whole table: a copy of every
+    run's frame with them cost more than the concatenation."""
+    table = _concat(frames, keys, PARAMS_OUT[: -len(MEASURED)])
+    values = np.concatenate(measured, axis=1)
+    for name, column in zip(MEASURED, values, strict=True):
+        table[name] = column
+    return table
 
 
 def _layers_table(runs: list[LayerColumns], keys: list[tuple[str, int]]) -> pd.DataFrame:
@@ -512,8 +530,8 @@ def _run_one(
     params = done.params
     if found is not None:  # on the CPU, before the probe: the tensors as initialized
         found.add(scheme, model)
-    model.to(device)
-    measured, weight_hists = _param_summaries(model, exp.bins)
+    model = moved(model, device)
+    summaries, weight_hists = _param_summaries(model, exp.bins)
     cotangent = generator(seed, "cotangent")
     train = exp.mode == "train"
     try:
@@ -523,13 +541,15 @@ def _run_one(
     except ProbeError as exc:  # the model breaks on this input: say which input it was
         raise ProbeError(f"input: the model fails on {_input_words(exp, x)}: {exc}") from exc
     names = params["param"].tolist()  # columns from lists: a Series.map per column cost more
-    params = params.assign(
-        mean=np.array([measured[p][0] for p in names], dtype=np.float64),
-        std=np.array([measured[p][1] for p in names], dtype=np.float64),
-        grad_var=np.array([result.param_grad_var.get(p, math.nan) for p in names], np.float64),
-    )
-    histograms = weight_hists + result.hists  # a table for every run at once (`_hist_table`)
-    return {"layers": result.columns, "params": params, "histograms": histograms, "lsuv": done.lsuv}
+    grad_var = result.param_grad_var
+    values = [(*summaries[p], grad_var.get(p, math.nan)) for p in names]  # MEASURED, per param
+    return {
+        "layers": result.columns,
+        "params": params,
+        "measured": np.array(values, dtype=np.float64).reshape(len(names), 3).T,
+        "histograms": weight_hists + result.hists,  # one table for every run (`_hist_table`)
+        "lsuv": done.lsuv,
+    }
 
 
 def _input_words(exp: Experiment, x: torch.Tensor) -> str:

@@ -16,6 +16,7 @@ the user's own factory; it runs their code, so it is refused unless explicitly e
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import re
 from collections import OrderedDict
@@ -671,6 +672,13 @@ def build_model(
     spec = normalize_model_spec(spec, allow_custom=allow_custom)
     entry = MODELS[spec["name"]]
     if seed is None:
-        return entry.build(spec).to(device)
+        return moved(entry.build(spec), torch.device(device))
     with seeded_global_rng(seed):
-        return entry.build(spec).to(device)
+        return moved(entry.build(spec), torch.device(device))
+
+
+def moved(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model.to(device)`, skipped where every parameter and buffer is there already: Module.to
+    walks every module and tensor even when nothing moves (~0.5 ms a 20-layer MLP)."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    return model if all(t.device == device for t in tensors) else model.to(device)

@@ -19,7 +19,7 @@ from torch import nn
 
 from initlab.cli import main
 from initlab.experiment import Experiment, make_input, run
-from initlab.models import ALLOW_ENV, MODELS, build_model, normalize_model_spec
+from initlab.models import ALLOW_ENV, MODELS, build_model, moved, normalize_model_spec
 from initlab.probe import probe
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -343,3 +343,16 @@ def test_cli_refuses_custom_models_without_the_flag_and_runs_them_with_it(
     assert main(["code", str(path)]) == 2
     assert main(["code", str(path), "--allow-custom-models"]) == 0
     assert "def initialize_weights" in capsys.readouterr().out
+
+
+def test_moved_skips_module_to_only_where_every_tensor_is_there(monkeypatch):
+    calls = []
+    real = nn.Module.to
+    monkeypatch.setattr(nn.Module, "to", lambda self, *a, **k: calls.append(a) or real(self, *a))
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    assert moved(model, torch.device("cpu")) is model and calls == []
+    # one buffer there already, the rest not: the whole model moves
+    model[1].register_buffer("extra", torch.zeros(2, device="meta"))
+    on_meta = moved(model, torch.device("meta"))
+    assert calls == [(torch.device("meta"),)]
+    assert all(t.is_meta for t in [*on_meta.parameters(), *on_meta.buffers()])
