@@ -546,7 +546,7 @@ def _run_one(
     return {
         "layers": result.columns,
         "params": params,
-        "measured": np.array(values, dtype=np.float64).reshape(len(names), 3).T,
+        "measured": np.array(values, dtype=np.float64).reshape(len(names), len(MEASURED)).T,
         "histograms": weight_hists + result.hists,  # one table for every run (`_hist_table`)
         "lsuv": done.lsuv,
     }
