@@ -211,10 +211,17 @@ PARTS_CASES: Cases = {
 def hooks_only(model: nn.Module, x: torch.Tensor, backward: bool = True) -> None:
     """The bare pass with a do-nothing forward pre-hook and hook on every module: the floor of
     any per-module observer written in Python."""
+    _bare_with_hooks(model, x, backward, lambda m, a: None, lambda m, a, o: None)
+
+
+def _bare_with_hooks(
+    model: nn.Module, x: torch.Tensor, backward: bool, pre: Callable, post: Callable
+) -> None:
+    """The bare pass with `pre` and `post` as forward pre-hook and hook on every module."""
     handles = []
     for module in model.modules():
-        handles.append(module.register_forward_pre_hook(lambda m, a: None))
-        handles.append(module.register_forward_hook(lambda m, a, o: None))
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
     try:
         bare(model, x, backward)
     finally:
@@ -249,15 +256,7 @@ def kernels_only(model: nn.Module, x: torch.Tensor, backward: bool = True) -> No
         if backward and out.requires_grad:
             out.register_hook(reduce)
 
-    handles = []
-    for module in model.modules():
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
-    try:
-        bare(model, x, backward)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _bare_with_hooks(model, x, backward, pre, post)
 
 
 def _no_statistics(x: torch.Tensor, bounds: Any, dim: Any, bins: int = 64) -> tuple:
